@@ -1,0 +1,28 @@
+// The subcommands of the `nbrl` binary.
+#ifndef NBRL_CLI_COMMANDS_H_
+#define NBRL_CLI_COMMANDS_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace nbrl::cli {
+
+struct Command {
+  std::string name;
+  std::string summary;
+  // argv[0] is the command name; returns the exit code.
+  std::function<int(int argc, char** argv)> run;
+};
+
+const std::vector<Command>& Commands();
+
+// `nbrl config [--config FILE] [key=value ...] [--markdown] [--out FILE]`:
+// validates a configuration and prints it resolved.
+int ConfigCommand(int argc, char** argv);
+// `nbrl version`: nbrl, libtorch and CUDA versions.
+int VersionCommand(int argc, char** argv);
+
+}  // namespace nbrl::cli
+
+#endif  // NBRL_CLI_COMMANDS_H_

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# nbrl set-up: installs every build and run dependency from Debian's packages.
+#
+# Idempotent: packages already installed are skipped, and nothing is done when all
+# are present. Run as root on Debian 12 (bookworm), or as a user with sudo.
+#
+#   deploy/setup.sh            install what is missing
+#   deploy/setup.sh --check    only report what is missing (exit 1 if anything is)
+set -euo pipefail
+
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+check_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --check) check_only=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "setup.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+# One line per package, grouped by what needs it.
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config ccache git clang-format
+  # model and training: libtorch (CPU, c10d + Gloo) and a fast BLAS for it
+  libtorch-dev libopenblas0-pthread
+  # wire protocol
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
+  # common libraries
+  libabsl-dev libyaml-cpp-dev prometheus-cpp-dev nlohmann-json3-dev libre2-dev
+  libgoogle-glog-dev libgflags-dev
+  # sandbox and tools
+  bubblewrap libseccomp-dev libxapian-dev python3
+  # tests
+  libgtest-dev libgmock-dev curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages are installed"
+  exit 0
+fi
+echo "setup: missing ${#missing[@]} of ${#packages[@]} packages: ${missing[*]}"
+if [ "$check_only" = 1 ]; then
+  exit 1
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "setup: not root and no sudo; install as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "setup: apt-get update"
+$SUDO apt-get update -qq
+echo "setup: apt-get install ${missing[*]}"
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done"

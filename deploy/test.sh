@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The test command: set-up, configure, build, and the whole test suite under ctest.
+# Ends with ctest's summary line; exits non-zero on any failure.
+#
+#   deploy/test.sh                 everything (what CI runs)
+#   deploy/test.sh -R config       only tests matching a regex (ctest -R)
+#   BUILD_DIR=build-x deploy/test.sh
+#
+# Environment: BUILD_DIR (default build), JOBS (default: number of cores),
+# NBRL_TEST_LONG=1 also runs the long (soak/chaos) tests, skipped by default.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=${BUILD_DIR:-build}
+jobs=${JOBS:-$(nproc)}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "set-up (deploy/setup.sh)"
+bash deploy/setup.sh
+
+step "configure ($build)"
+if command -v ninja >/dev/null; then generator=(-G Ninja); else generator=(); fi
+if [ -f "$build/CMakeCache.txt" ]; then
+  cmake -S . -B "$build" >/dev/null
+else
+  cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+
+step "build (-j$jobs)"
+start=$(date +%s)
+cmake --build "$build" -j "$jobs"
+echo "build took $(( $(date +%s) - start ))s"
+
+step "tests"
+ctest_args=(--test-dir "$build" --output-on-failure --timeout 900)
+if [ "${NBRL_TEST_LONG:-0}" != 1 ]; then
+  ctest_args+=(--label-exclude long)
+fi
+ctest "${ctest_args[@]}" "$@"
