@@ -1,0 +1,23 @@
+// CRC-32C (Castagnoli), the checksum of weight chunks and versions. Uses the SSE4.2
+// crc32 instruction when the CPU has it, a table otherwise; both give the same
+// values (RFC 3720 test vectors in crc32c_test.cc).
+#ifndef NBRL_COMMON_CRC32C_H_
+#define NBRL_COMMON_CRC32C_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace nbrl::common {
+
+// CRC-32C of `n` bytes, continuing from `crc` (the value of the bytes before them;
+// 0 to start).
+uint32_t Crc32c(const void* data, size_t n, uint32_t crc = 0);
+
+namespace internal {
+// The table implementation, always (for testing it against the hardware one).
+uint32_t Crc32cPortable(const void* data, size_t n, uint32_t crc = 0);
+}  // namespace internal
+
+}  // namespace nbrl::common
+
+#endif  // NBRL_COMMON_CRC32C_H_

@@ -1,0 +1,56 @@
+// A weight version on the wire: a manifest (tensor names, dtypes, shapes, offsets,
+// CRC-32C of the whole) and the flat bytes of all tensors back to back, sent as
+// nbrl.v1.WeightChunk messages with offsets and per-chunk checksums.
+//
+// The learner cuts a version into chunks with ForEachChunk; a subscriber feeds the
+// chunks it receives to a WeightAssembler, which checks order, offsets, sizes and
+// both checksums and hands back the complete version. Nothing here knows tensors:
+// model/weight_codec.h converts to and from them.
+#ifndef NBRL_COMMON_WEIGHT_STREAM_H_
+#define NBRL_COMMON_WEIGHT_STREAM_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "nbrl/v1/learner.pb.h"
+
+namespace nbrl::common {
+
+struct WeightVersion {
+  v1::WeightManifest manifest;
+  std::string bytes;  // manifest.total_bytes() long
+};
+
+// Checks a manifest against its bytes: tensors within bounds and not overlapping,
+// total size, CRC. DataLoss naming the problem.
+absl::Status ValidateWeightVersion(const WeightVersion& version);
+
+// Calls `write` with each chunk of `version` in order (the first carries the
+// manifest, the last has `last` set), `chunk_bytes` of data each (the last may be
+// shorter; a version of 0 bytes is one chunk). Stops and returns false as soon as
+// `write` returns false (the stream broke).
+bool ForEachChunk(const WeightVersion& version, size_t chunk_bytes,
+                  const std::function<bool(const v1::WeightChunk&)>& write);
+
+// Reassembles versions from chunks. Not thread-safe.
+class WeightAssembler {
+ public:
+  // Feeds one chunk. Returns the finished version on its last chunk, nullptr
+  // while one is incomplete, DataLoss for a chunk that does not fit (wrong
+  // version, offset or size, bad checksum, missing manifest). After an error the
+  // partial version is dropped and the next version must start with its manifest.
+  absl::StatusOr<std::shared_ptr<WeightVersion>> Add(const v1::WeightChunk& chunk);
+
+ private:
+  std::shared_ptr<WeightVersion> partial_;
+  uint64_t next_offset_ = 0;
+  uint32_t running_crc_ = 0;
+};
+
+}  // namespace nbrl::common
+
+#endif  // NBRL_COMMON_WEIGHT_STREAM_H_

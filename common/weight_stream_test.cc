@@ -1,0 +1,159 @@
+#include "common/weight_stream.h"
+
+#include "common/crc32c.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace nbrl::common {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Crc32cTest, KnownVectors) {
+  // RFC 3720 B.4 and the common "123456789" check value.
+  EXPECT_EQ(Crc32c("123456789", 9), 0xE3069283u);
+  std::string zeros(32, '\0');
+  EXPECT_EQ(Crc32c(zeros.data(), zeros.size()), 0x8A9136AAu);
+  std::string ones(32, '\xff');
+  EXPECT_EQ(Crc32c(ones.data(), ones.size()), 0x62A8AB43u);
+  // Extending equals computing at once.
+  std::string s = "hello weights";
+  EXPECT_EQ(Crc32c(s.data() + 5, s.size() - 5, Crc32c(s.data(), 5)),
+            Crc32c(s.data(), s.size()));
+  EXPECT_EQ(Crc32c(nullptr, 0), 0u);
+}
+
+TEST(Crc32cTest, PortableAndHardwareAgree) {
+  std::string data(100003, '\0');
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<char>(i * 2654435761u >> 13);
+  for (size_t n : {0, 1, 7, 8, 9, 63, 4096, 100003}) {
+    EXPECT_EQ(Crc32c(data.data(), n), internal::Crc32cPortable(data.data(), n)) << n;
+  }
+  EXPECT_EQ(internal::Crc32cPortable("123456789", 9), 0xE3069283u);
+}
+
+WeightVersion MakeVersion(uint64_t version, size_t bytes) {
+  WeightVersion v;
+  v.bytes.resize(bytes);
+  for (size_t i = 0; i < bytes; ++i) v.bytes[i] = static_cast<char>(i * 131 + version);
+  v.manifest.set_version(version);
+  v.manifest.set_step(version * 10);
+  v1::TensorInfo* a = v.manifest.add_tensors();
+  a->set_name("a");
+  a->set_dtype(v1::DTYPE_F32);
+  a->add_shape(static_cast<int64_t>(bytes / 8));
+  a->set_offset(0);
+  a->set_num_bytes(bytes / 2);
+  v1::TensorInfo* b = v.manifest.add_tensors();
+  b->set_name("b");
+  b->set_offset(bytes / 2);
+  b->set_num_bytes(bytes - bytes / 2);
+  v.manifest.set_total_bytes(bytes);
+  v.manifest.set_crc32c(Crc32c(v.bytes.data(), bytes));
+  return v;
+}
+
+TEST(WeightStreamTest, ChunksReassembleExactly) {
+  WeightVersion v = MakeVersion(3, 10000);
+  ASSERT_TRUE(ValidateWeightVersion(v).ok());
+  WeightAssembler assembler;
+  int chunks = 0;
+  std::shared_ptr<WeightVersion> done;
+  ASSERT_TRUE(ForEachChunk(v, 4096, [&](const v1::WeightChunk& c) {
+    ++chunks;
+    EXPECT_EQ(c.has_manifest(), c.offset() == 0);
+    auto r = assembler.Add(c);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok() && *r) done = *r;
+    return true;
+  }));
+  EXPECT_EQ(chunks, 3);
+  ASSERT_NE(done, nullptr);
+  EXPECT_EQ(done->bytes, v.bytes);
+  EXPECT_EQ(done->manifest.version(), 3u);
+}
+
+TEST(WeightStreamTest, EmptyVersionIsOneChunk) {
+  WeightVersion v = MakeVersion(1, 0);
+  WeightAssembler assembler;
+  int chunks = 0;
+  ForEachChunk(v, 4096, [&](const v1::WeightChunk& c) {
+    ++chunks;
+    auto r = assembler.Add(c);
+    EXPECT_TRUE(r.ok() && *r != nullptr);
+    return true;
+  });
+  EXPECT_EQ(chunks, 1);
+}
+
+std::vector<v1::WeightChunk> Chunks(const WeightVersion& v, size_t size) {
+  std::vector<v1::WeightChunk> out;
+  ForEachChunk(v, size, [&](const v1::WeightChunk& c) {
+    out.push_back(c);
+    return true;
+  });
+  return out;
+}
+
+TEST(WeightStreamTest, CorruptOrOutOfOrderChunksAreDataLoss) {
+  WeightVersion v = MakeVersion(2, 9000);
+  auto chunks = Chunks(v, 4000);
+  ASSERT_EQ(chunks.size(), 3u);
+  {
+    WeightAssembler a;
+    auto bad = chunks[1];
+    bad.mutable_data()->at(7) ^= 1;
+    ASSERT_TRUE(a.Add(chunks[0]).ok());
+    auto r = a.Add(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr("chunk checksum mismatch"));
+    // After an error, a chunk without a manifest is refused.
+    EXPECT_THAT(std::string(a.Add(chunks[2]).status().message()),
+                HasSubstr("no manifest"));
+  }
+  {
+    WeightAssembler a;
+    ASSERT_TRUE(a.Add(chunks[0]).ok());
+    EXPECT_THAT(std::string(a.Add(chunks[2]).status().message()),
+                HasSubstr("expected offset 4000"));
+  }
+  {
+    WeightAssembler a;
+    EXPECT_THAT(std::string(a.Add(chunks[1]).status().message()),
+                HasSubstr("no manifest"));
+  }
+  {
+    // Data and chunk CRC consistent, but the whole version's CRC is wrong.
+    WeightVersion tampered = v;
+    tampered.manifest.set_crc32c(v.manifest.crc32c() ^ 1);
+    WeightAssembler a;
+    absl::Status last;
+    for (const auto& c : Chunks(tampered, 4000)) last = a.Add(c).status();
+    EXPECT_THAT(std::string(last.message()), HasSubstr("version checksum mismatch"));
+  }
+  {
+    // Recovery: a fresh version with its manifest is accepted after an error.
+    WeightAssembler a;
+    EXPECT_FALSE(a.Add(chunks[1]).ok());
+    std::shared_ptr<WeightVersion> done;
+    for (const auto& c : chunks) done = *a.Add(c);
+    ASSERT_NE(done, nullptr);
+  }
+}
+
+TEST(WeightStreamTest, ValidateFindsBadManifests) {
+  WeightVersion v = MakeVersion(4, 100);
+  v.manifest.mutable_tensors(1)->set_num_bytes(1000);
+  EXPECT_THAT(std::string(ValidateWeightVersion(v).message()), HasSubstr("outside"));
+  v = MakeVersion(4, 100);
+  v.manifest.mutable_tensors(1)->set_offset(10);
+  EXPECT_THAT(std::string(ValidateWeightVersion(v).message()), HasSubstr("overlap"));
+  v = MakeVersion(4, 100);
+  v.bytes[3] ^= 1;
+  EXPECT_THAT(std::string(ValidateWeightVersion(v).message()), HasSubstr("checksum"));
+}
+
+}  // namespace
+}  // namespace nbrl::common
