@@ -1,0 +1,194 @@
+#include "learner/ingestor.h"
+
+#include <cmath>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "common/metrics.h"
+
+namespace nbrl::learner {
+
+struct Ingestor::Metrics {
+  explicit Metrics(prometheus::Registry& r)
+      : groups(common::CounterFamily(
+            r, "nbrl_learner_groups_total",
+            "Trajectory groups received, by what became of them.")),
+        queue_depth(common::GaugeFamily(r, "nbrl_learner_queue_depth_groups",
+                                        "Accepted groups waiting for training.")
+                        .Add({})),
+        staleness(
+            common::HistogramFamily(
+                r, "nbrl_learner_group_staleness_versions",
+                "Policy versions between a group's oldest action and the learner.")
+                .Add({}, prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 6, 8,
+                                                                 12, 16, 32})) {}
+  prometheus::Family<prometheus::Counter>& groups;
+  prometheus::Gauge& queue_depth;
+  prometheus::Histogram& staleness;
+};
+
+namespace {
+
+const char* ResultName(v1::GroupAck::Result r) {
+  switch (r) {
+    case v1::GroupAck::RESULT_ACCEPTED:
+      return "accepted";
+    case v1::GroupAck::RESULT_DUPLICATE:
+      return "duplicate";
+    case v1::GroupAck::RESULT_STALE:
+      return "stale";
+    case v1::GroupAck::RESULT_FILTERED:
+      return "filtered";
+    case v1::GroupAck::RESULT_INVALID:
+      return "invalid";
+    default:
+      return "unknown";
+  }
+}
+
+bool UniformRewards(const v1::TrajectoryGroup& g) {
+  for (const v1::Trajectory& t : g.trajectories()) {
+    if (std::fabs(t.total_reward() - g.trajectories(0).total_reward()) > 1e-9)
+      return false;
+  }
+  return g.trajectories_size() > 1;
+}
+
+}  // namespace
+
+Ingestor::Ingestor(IngestorOptions options, prometheus::Registry* registry)
+    : options_(std::move(options)) {
+  if (registry) metrics_ = std::make_shared<Metrics>(*registry);
+}
+
+void Ingestor::Count(v1::GroupAck::Result result) {
+  switch (result) {
+    case v1::GroupAck::RESULT_ACCEPTED:
+      stats_.accepted++;
+      break;
+    case v1::GroupAck::RESULT_DUPLICATE:
+      stats_.duplicate++;
+      break;
+    case v1::GroupAck::RESULT_STALE:
+      stats_.stale++;
+      break;
+    case v1::GroupAck::RESULT_FILTERED:
+      stats_.filtered++;
+      break;
+    default:
+      stats_.invalid++;
+  }
+  if (metrics_) metrics_->groups.Add({{"result", ResultName(result)}}).Increment();
+}
+
+bool Ingestor::KeepUniform(const std::string& group_id) const {
+  if (options_.uniform_group_keep >= 1) return true;
+  // Deterministic per group id, so a re-sent group gets the same decision.
+  uint64_t h =
+      std::hash<std::string>()(group_id) ^ (options_.seed * 0x9E3779B97F4A7C15ULL);
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return static_cast<double>(h % 1000000) / 1e6 < options_.uniform_group_keep;
+}
+
+absl::StatusOr<v1::GroupAck> Ingestor::Offer(v1::TrajectoryGroup group,
+                                             uint64_t current_version,
+                                             absl::Time deadline) {
+  v1::GroupAck ack;
+  ack.set_group_id(group.group_id());
+  ack.set_current_policy_version(current_version);
+  absl::Status valid = ValidateGroup(group, options_.limits);
+
+  absl::MutexLock lock(&mu_);
+  if (closed_) return absl::CancelledError("the learner is shutting down");
+  if (!valid.ok()) {
+    ack.set_result(v1::GroupAck::RESULT_INVALID);
+    ack.set_message(std::string(valid.message()));
+    Count(ack.result());
+    return ack;
+  }
+  auto seen = decided_.find(group.group_id());
+  if (seen != decided_.end()) {
+    auto first = static_cast<v1::GroupAck::Result>(seen->second);
+    ack.set_result(first == v1::GroupAck::RESULT_ACCEPTED
+                       ? v1::GroupAck::RESULT_DUPLICATE
+                       : first);
+    ack.set_message("already received; counted once");
+    Count(v1::GroupAck::RESULT_DUPLICATE);
+    return ack;
+  }
+  uint64_t oldest = OldestPolicyVersion(group);
+  uint64_t staleness = current_version > oldest ? current_version - oldest : 0;
+  if (metrics_) metrics_->staleness.Observe(static_cast<double>(staleness));
+  if (staleness > options_.max_staleness) {
+    ack.set_result(v1::GroupAck::RESULT_STALE);
+    ack.set_message(absl::StrCat("policy version ", oldest, " is ", staleness,
+                                 " versions behind ", current_version,
+                                 " (max_staleness ", options_.max_staleness, ")"));
+  } else if (UniformRewards(group) && !KeepUniform(group.group_id())) {
+    ack.set_result(v1::GroupAck::RESULT_FILTERED);
+    ack.set_message("all rollouts have the same reward");
+  } else {
+    // Reserve the id before waiting, so a concurrent re-send is a duplicate.
+    decided_[group.group_id()] = v1::GroupAck::RESULT_ACCEPTED;
+    auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return closed_ || queue_.size() < options_.capacity;
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&has_room), deadline) || closed_) {
+      decided_.erase(group.group_id());
+      if (closed_) return absl::CancelledError("the learner is shutting down");
+      return absl::ResourceExhaustedError(
+          absl::StrCat("the learner's ingestion queue stayed full (", options_.capacity,
+                       " groups)"));
+    }
+    queue_.push_back(std::move(group));
+    ack.set_result(v1::GroupAck::RESULT_ACCEPTED);
+    Count(ack.result());
+    if (metrics_) metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
+    return ack;
+  }
+  decided_[group.group_id()] = ack.result();
+  Count(ack.result());
+  return ack;
+}
+
+std::vector<v1::TrajectoryGroup> Ingestor::Take(size_t min, size_t max,
+                                                absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this, min]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return closed_ || queue_.size() >= min;
+  };
+  mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+  std::vector<v1::TrajectoryGroup> out;
+  while (!queue_.empty() && out.size() < max) {
+    out.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  if (metrics_) metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
+  return out;
+}
+
+void Ingestor::Close() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+}
+
+IngestorStats Ingestor::stats() const {
+  absl::MutexLock lock(&mu_);
+  IngestorStats s = stats_;
+  s.queued = queue_.size();
+  return s;
+}
+
+std::map<std::string, int> Ingestor::Decisions() const {
+  absl::MutexLock lock(&mu_);
+  return decided_;
+}
+
+void Ingestor::RestoreDecisions(const std::map<std::string, int>& decisions) {
+  absl::MutexLock lock(&mu_);
+  decided_.insert(decisions.begin(), decisions.end());
+}
+
+}  // namespace nbrl::learner

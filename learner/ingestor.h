@@ -1,0 +1,106 @@
+// The learner's ingestion stage: decides the fate of each incoming trajectory group
+// and queues the accepted ones for training.
+//
+//   - invalid (ValidateGroup)                         -> RESULT_INVALID
+//   - already decided (a re-send after a reconnect)   -> the first decision, again
+//                                                        (an accepted group is
+//                                                        RESULT_DUPLICATE: counted
+//                                                        once)
+//   - older than `max_staleness` policy versions      -> RESULT_STALE (dropped,
+//   counted)
+//   - all rollouts with the same total reward, thinned
+//     by `uniform_group_keep`                         -> RESULT_FILTERED
+//   - otherwise                                       -> RESULT_ACCEPTED, queued
+//
+// The queue is bounded: Offer waits while it is full (the caller stops reading its
+// stream, and gRPC flow control slows the actor); nothing is dropped silently.
+//
+// Thread-safe.
+#ifndef NBRL_LEARNER_INGESTOR_H_
+#define NBRL_LEARNER_INGESTOR_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "learner/group_validator.h"
+#include "nbrl/v1/learner.pb.h"
+
+namespace prometheus {
+class Registry;
+template <typename T>
+class Family;
+class Counter;
+class Gauge;
+class Histogram;
+}  // namespace prometheus
+
+namespace nbrl::learner {
+
+struct IngestorOptions {
+  // Accepted groups waiting for training, at most.
+  size_t capacity = 64;
+  // Groups whose oldest action is more than this many versions behind the current
+  // policy are dropped. Synchronous training uses 0.
+  uint64_t max_staleness = 4;
+  // Probability of keeping a group whose rollouts all have the same total reward
+  // (all passed or all failed: no signal for group baselines). 1 keeps all.
+  double uniform_group_keep = 1.0;
+  GroupLimits limits;
+  uint64_t seed = 1;
+};
+
+struct IngestorStats {
+  uint64_t accepted = 0, duplicate = 0, stale = 0, filtered = 0, invalid = 0;
+  size_t queued = 0;
+};
+
+class Ingestor {
+ public:
+  // `registry` may be null; metrics are nbrl_learner_groups_total{result} and
+  // friends.
+  Ingestor(IngestorOptions options, prometheus::Registry* registry);
+
+  // Decides and, when accepted, queues `group`, waiting until `deadline` while the
+  // queue is full. ResourceExhausted when it stays full; Cancelled after Close.
+  absl::StatusOr<v1::GroupAck> Offer(v1::TrajectoryGroup group,
+                                     uint64_t current_version, absl::Time deadline);
+
+  // Takes up to `max` queued groups once at least `min` are there (or the deadline
+  // passes, or Close: then whatever is queued). Oldest first.
+  std::vector<v1::TrajectoryGroup> Take(size_t min, size_t max, absl::Time deadline);
+
+  // Wakes every waiter; later Offers are Cancelled. Queued groups can still be taken.
+  void Close();
+
+  IngestorStats stats() const;
+
+  // Decisions so far, for checkpoints (group id -> GroupAck::Result), and restoring
+  // them on resume so re-sent groups are still recognised.
+  std::map<std::string, int> Decisions() const;
+  void RestoreDecisions(const std::map<std::string, int>& decisions);
+
+ private:
+  struct Metrics;
+  void Count(v1::GroupAck::Result result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool KeepUniform(const std::string& group_id) const;
+
+  const IngestorOptions options_;
+  std::shared_ptr<Metrics> metrics_;  // null without a registry
+
+  mutable absl::Mutex mu_;
+  std::deque<v1::TrajectoryGroup> queue_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> decided_ ABSL_GUARDED_BY(mu_);
+  IngestorStats stats_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace nbrl::learner
+
+#endif  // NBRL_LEARNER_INGESTOR_H_

@@ -1,0 +1,155 @@
+#include "learner/learner_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "glog/logging.h"
+
+namespace nbrl::learner {
+namespace {
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+}
+
+constexpr size_t kMaxIdBytes = 256;
+
+}  // namespace
+
+LearnerServiceImpl::LearnerServiceImpl(LearnerServiceOptions options,
+                                       Ingestor* ingestor, WeightPublisher* publisher)
+    : options_(std::move(options)), ingestor_(ingestor), publisher_(publisher) {}
+
+bool LearnerServiceImpl::Known(const std::string& actor_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = actors_.find(actor_id);
+  if (it == actors_.end()) return false;
+  it->second.last_seen = absl::Now();
+  return true;
+}
+
+grpc::Status LearnerServiceImpl::RegisterActor(grpc::ServerContext*,
+                                               const v1::RegisterActorRequest* request,
+                                               v1::RegisterActorResponse* response) {
+  if (request->actor_id().empty() || request->actor_id().size() > kMaxIdBytes) {
+    return Invalid(absl::StrCat("actor_id must have 1 to ", kMaxIdBytes, " bytes"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    bool again = actors_.count(request->actor_id()) > 0;
+    ActorInfo& a = actors_[request->actor_id()];
+    a.hostname = request->hostname();
+    a.pid = request->pid();
+    a.policy_version = request->policy_version();
+    a.last_seen = absl::Now();
+    LOG(INFO) << (again ? "actor re-registered: " : "actor registered: ")
+              << request->actor_id() << " (" << request->hostname() << ", pid "
+              << request->pid() << ", policy version " << request->policy_version()
+              << ")";
+  }
+  response->set_run_id(options_.run_id);
+  response->set_learner_rank(options_.rank);
+  response->set_current_policy_version(publisher_->current_version());
+  response->mutable_heartbeat_interval()->set_seconds(
+      absl::ToInt64Seconds(options_.heartbeat_interval));
+  response->mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(options_.heartbeat_interval) % 1000000000));
+  return grpc::Status::OK;
+}
+
+grpc::Status LearnerServiceImpl::Heartbeat(grpc::ServerContext*,
+                                           const v1::HeartbeatRequest* request,
+                                           v1::HeartbeatResponse* response) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = actors_.find(request->actor_id());
+    if (it == actors_.end()) {
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("actor '", request->actor_id(),
+                       "' is not registered; call RegisterActor first"));
+    }
+    it->second.last_seen = absl::Now();
+    it->second.policy_version = request->policy_version();
+  }
+  response->set_current_policy_version(publisher_->current_version());
+  response->set_shutdown_requested(shutdown_requested_.load());
+  return grpc::Status::OK;
+}
+
+grpc::Status LearnerServiceImpl::PushTrajectories(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::GroupAck, v1::TrajectoryGroup>* stream) {
+  v1::TrajectoryGroup group;
+  while (stream->Read(&group)) {
+    if (!Known(group.actor_id())) {
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          absl::StrCat("trajectory group ", group.group_id(),
+                       " comes from unregistered actor '", group.actor_id(),
+                       "'; call RegisterActor first"));
+    }
+    absl::StatusOr<v1::GroupAck> ack =
+        ingestor_->Offer(std::move(group), publisher_->current_version(),
+                         absl::Now() + options_.queue_wait);
+    if (!ack.ok()) return common::ToGrpcStatus(ack.status());
+    if (ack->result() == v1::GroupAck::RESULT_INVALID) {
+      LOG(WARNING) << "refused: " << ack->message();
+    }
+    if (!stream->Write(*ack)) break;
+    if (context->IsCancelled()) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status LearnerServiceImpl::SubscribeWeights(
+    grpc::ServerContext* context, const v1::SubscribeWeightsRequest* request,
+    grpc::ServerWriter<v1::WeightChunk>* writer) {
+  if (!Known(request->actor_id())) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("actor '", request->actor_id(),
+                                     "' is not registered; call RegisterActor first"));
+  }
+  absl::Status st = publisher_->Serve(
+      request->have_version(),
+      [writer](const v1::WeightChunk& chunk) { return writer->Write(chunk); },
+      [context] { return context->IsCancelled(); });
+  if (absl::IsCancelled(st)) return grpc::Status::CANCELLED;
+  return common::ToGrpcStatus(st);
+}
+
+grpc::Status LearnerServiceImpl::Status(grpc::ServerContext*, const v1::StatusRequest*,
+                                        v1::StatusResponse* response) {
+  IngestorStats s = ingestor_->stats();
+  response->set_run_id(options_.run_id);
+  response->set_learner_rank(options_.rank);
+  response->set_world_size(options_.world_size);
+  response->set_step(step_.load());
+  response->set_policy_version(publisher_->current_version());
+  response->set_actors_alive(static_cast<uint32_t>(ActorsAlive()));
+  response->set_groups_accepted(s.accepted);
+  response->set_groups_duplicate(s.duplicate);
+  response->set_groups_stale(s.stale);
+  response->set_groups_filtered(s.filtered);
+  response->set_groups_invalid(s.invalid);
+  response->set_queue_depth(static_cast<uint32_t>(s.queued));
+  response->set_mean_reward(static_cast<float>(mean_reward_.load()));
+  return grpc::Status::OK;
+}
+
+void LearnerServiceImpl::SetProgress(uint64_t step, double mean_reward) {
+  step_ = step;
+  mean_reward_ = mean_reward;
+}
+
+int LearnerServiceImpl::ActorsAlive() const {
+  absl::MutexLock lock(&mu_);
+  absl::Time now = absl::Now();
+  int alive = 0;
+  for (const auto& [id, a] : actors_) {
+    if (now - a.last_seen <= options_.heartbeat_timeout) ++alive;
+  }
+  return alive;
+}
+
+}  // namespace nbrl::learner

@@ -1,0 +1,88 @@
+// The gRPC face of a learner rank (nbrl.v1.LearnerService): a thin adapter over the
+// Ingestor (trajectory groups in), the WeightPublisher (weights out) and the actor
+// registry. Every request is validated; unknown actors get FAILED_PRECONDITION.
+//
+// Uses gRPC's synchronous API: each stream has a thread of gRPC's pool, so waiting
+// on a full ingestion queue blocks only that actor's stream (back-pressure).
+//
+// Thread-safe.
+#ifndef NBRL_LEARNER_LEARNER_SERVICE_H_
+#define NBRL_LEARNER_LEARNER_SERVICE_H_
+
+#include <atomic>
+#include <map>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "learner/ingestor.h"
+#include "learner/weight_publisher.h"
+#include "nbrl/v1/learner.grpc.pb.h"
+
+namespace nbrl::learner {
+
+struct LearnerServiceOptions {
+  std::string run_id = "run";
+  uint32_t rank = 0;
+  uint32_t world_size = 1;
+  // What actors are told, and after how long without one an actor counts as gone.
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  absl::Duration heartbeat_timeout = absl::Seconds(30);
+  // How long one group may wait for room in a full ingestion queue before its
+  // stream is failed with RESOURCE_EXHAUSTED (the actor then reconnects and
+  // re-sends it).
+  absl::Duration queue_wait = absl::Minutes(10);
+};
+
+class LearnerServiceImpl final : public v1::LearnerService::Service {
+ public:
+  // Not owned; must outlive the service.
+  LearnerServiceImpl(LearnerServiceOptions options, Ingestor* ingestor,
+                     WeightPublisher* publisher);
+
+  grpc::Status RegisterActor(grpc::ServerContext* context,
+                             const v1::RegisterActorRequest* request,
+                             v1::RegisterActorResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context,
+                         const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override;
+  grpc::Status PushTrajectories(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::GroupAck, v1::TrajectoryGroup>* stream) override;
+  grpc::Status SubscribeWeights(grpc::ServerContext* context,
+                                const v1::SubscribeWeightsRequest* request,
+                                grpc::ServerWriter<v1::WeightChunk>* writer) override;
+  grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
+                      v1::StatusResponse* response) override;
+
+  // Progress reported by Status, set by the trainer.
+  void SetProgress(uint64_t step, double mean_reward);
+  // Actors whose last heartbeat (or registration) is within the timeout.
+  int ActorsAlive() const;
+  // Tells actors (in heartbeat replies) that the run is ending.
+  void RequestShutdown() { shutdown_requested_ = true; }
+
+ private:
+  struct ActorInfo {
+    std::string hostname;
+    uint32_t pid = 0;
+    uint64_t policy_version = 0;
+    absl::Time last_seen;
+  };
+  bool Known(const std::string& actor_id);
+
+  const LearnerServiceOptions options_;
+  Ingestor* const ingestor_;
+  WeightPublisher* const publisher_;
+  std::atomic<uint64_t> step_{0};
+  std::atomic<double> mean_reward_{0};
+  std::atomic<bool> shutdown_requested_{false};
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, ActorInfo> actors_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace nbrl::learner
+
+#endif  // NBRL_LEARNER_LEARNER_SERVICE_H_

@@ -1,0 +1,312 @@
+// LearnerService over real gRPC on loopback: registration, trajectory ingestion
+// (accept, duplicate, invalid, stale, filtered, back-pressure) and the weight stream.
+#include "learner/learner_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
+
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "common/crc32c.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace nbrl::learner {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::TrajectoryGroup Group(const std::string& id, uint64_t version = 0,
+                          std::vector<float> rewards = {1.0f, 0.0f}) {
+  v1::TrajectoryGroup g;
+  g.set_group_id(id);
+  g.set_actor_id("actor-0");
+  for (size_t r = 0; r < rewards.size(); ++r) {
+    v1::Trajectory* t = g.add_trajectories();
+    t->set_trajectory_id(id + "-" + std::to_string(r));
+    for (int i = 0; i < 10; ++i) {
+      t->add_token_ids(i + 1);
+      t->add_behavior_logprobs(i >= 6 ? -0.5f : 0.0f);
+    }
+    v1::Step* s = t->add_steps();
+    s->add_context()->set_end(6);
+    s->mutable_action()->set_begin(6);
+    s->mutable_action()->set_end(10);
+    s->mutable_observation()->set_begin(10);
+    s->mutable_observation()->set_end(10);
+    s->set_policy_version(version);
+    t->set_ending_reason(v1::ENDING_REASON_SUBMITTED);
+    t->set_total_reward(rewards[r]);
+  }
+  return g;
+}
+
+common::WeightVersion Version(uint64_t v, size_t bytes) {
+  common::WeightVersion w;
+  w.bytes.assign(bytes, static_cast<char>(v));
+  w.manifest.set_version(v);
+  v1::TensorInfo* t = w.manifest.add_tensors();
+  t->set_name("w");
+  t->set_num_bytes(bytes);
+  w.manifest.set_total_bytes(bytes);
+  w.manifest.set_crc32c(common::Crc32c(w.bytes.data(), bytes));
+  return w;
+}
+
+class LearnerServiceTest : public ::testing::Test {
+ protected:
+  void Start(IngestorOptions ingest = {}) {
+    registry_ = std::make_shared<prometheus::Registry>();
+    ingest.limits.vocab_size = 100;
+    ingestor_ = std::make_unique<Ingestor>(ingest, registry_.get());
+    WeightPublisherOptions wp;
+    wp.chunk_bytes = 1000;
+    publisher_ = std::make_unique<WeightPublisher>(wp, registry_.get());
+    LearnerServiceOptions so;
+    so.run_id = "test-run";
+    so.queue_wait = absl::Seconds(30);
+    service_ =
+        std::make_unique<LearnerServiceImpl>(so, ingestor_.get(), publisher_.get());
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(service_.get());
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::LearnerService::NewStub(channel_);
+  }
+  void TearDown() override {
+    if (ingestor_) ingestor_->Close();
+    if (publisher_) publisher_->Close();
+    if (server_)
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+  void Register(const std::string& id = "actor-0") {
+    grpc::ClientContext ctx;
+    v1::RegisterActorRequest req;
+    req.set_actor_id(id);
+    req.set_hostname("localhost");
+    v1::RegisterActorResponse resp;
+    ASSERT_TRUE(stub_->RegisterActor(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.run_id(), "test-run");
+  }
+  // Sends groups on one stream and returns their acks.
+  std::vector<v1::GroupAck> Push(const std::vector<v1::TrajectoryGroup>& groups,
+                                 grpc::Status* status = nullptr) {
+    grpc::ClientContext ctx;
+    auto stream = stub_->PushTrajectories(&ctx);
+    std::vector<v1::GroupAck> acks;
+    for (const auto& g : groups) {
+      if (!stream->Write(g)) break;
+      v1::GroupAck ack;
+      if (!stream->Read(&ack)) break;
+      acks.push_back(ack);
+    }
+    stream->WritesDone();
+    grpc::Status st = stream->Finish();
+    if (status) *status = st;
+    return acks;
+  }
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<Ingestor> ingestor_;
+  std::unique_ptr<WeightPublisher> publisher_;
+  std::unique_ptr<LearnerServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::LearnerService::Stub> stub_;
+};
+
+TEST_F(LearnerServiceTest, UnregisteredActorsAreRefused) {
+  Start();
+  grpc::ClientContext ctx;
+  v1::HeartbeatRequest hb;
+  hb.set_actor_id("ghost");
+  v1::HeartbeatResponse resp;
+  grpc::Status st = stub_->Heartbeat(&ctx, hb, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(st.error_message(), HasSubstr("call RegisterActor first"));
+  grpc::Status push;
+  EXPECT_TRUE(Push({Group("g1")}, &push).empty());
+  EXPECT_EQ(push.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  grpc::ClientContext ctx2;
+  v1::RegisterActorRequest bad;
+  v1::RegisterActorResponse r;
+  EXPECT_EQ(stub_->RegisterActor(&ctx2, bad, &r).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(LearnerServiceTest, GroupsAreAcceptedOnceAndBadOnesExplained) {
+  Start();
+  Register();
+  v1::TrajectoryGroup bad_span = Group("g-bad");
+  bad_span.mutable_trajectories(1)->mutable_steps(0)->mutable_action()->set_end(11);
+  v1::TrajectoryGroup bad_token = Group("g-vocab");
+  bad_token.mutable_trajectories(0)->set_token_ids(3, 100);
+  auto acks = Push({Group("g1"), Group("g2"), Group("g1"), bad_span, bad_token});
+  ASSERT_EQ(acks.size(), 5u);
+  EXPECT_EQ(acks[0].result(), v1::GroupAck::RESULT_ACCEPTED);
+  EXPECT_EQ(acks[1].result(), v1::GroupAck::RESULT_ACCEPTED);
+  EXPECT_EQ(acks[2].result(), v1::GroupAck::RESULT_DUPLICATE);
+  EXPECT_EQ(acks[3].result(), v1::GroupAck::RESULT_INVALID);
+  EXPECT_THAT(acks[3].message(),
+              HasSubstr("g-bad from actor-0, trajectory 1 (g-bad-1), step 0"));
+  EXPECT_THAT(acks[3].message(), HasSubstr("action span [6, 11)"));
+  EXPECT_THAT(acks[4].message(), HasSubstr("outside the vocabulary of 100"));
+  // A re-send on a new stream (after a reconnect) is still counted once.
+  auto again = Push({Group("g2")});
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].result(), v1::GroupAck::RESULT_DUPLICATE);
+  auto taken = ingestor_->Take(1, 10, absl::Now());
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_EQ(taken[0].group_id(), "g1");
+  EXPECT_EQ(taken[1].group_id(), "g2");
+
+  grpc::ClientContext ctx;
+  v1::StatusResponse status;
+  ASSERT_TRUE(stub_->Status(&ctx, v1::StatusRequest(), &status).ok());
+  EXPECT_EQ(status.groups_accepted(), 2u);
+  EXPECT_EQ(status.groups_duplicate(), 2u);
+  EXPECT_EQ(status.groups_invalid(), 2u);
+  EXPECT_EQ(status.actors_alive(), 1u);
+}
+
+TEST_F(LearnerServiceTest, StaleAndUniformGroupsAreDroppedAndCounted) {
+  IngestorOptions o;
+  o.max_staleness = 1;
+  o.uniform_group_keep = 0.0;
+  Start(o);
+  Register();
+  publisher_->Publish(std::make_shared<common::WeightVersion>(Version(3, 10)));
+  auto acks = Push(
+      {Group("old", /*version=*/1), Group("fresh", 2), Group("same", 3, {1.0f, 1.0f})});
+  ASSERT_EQ(acks.size(), 3u);
+  EXPECT_EQ(acks[0].result(), v1::GroupAck::RESULT_STALE);
+  EXPECT_THAT(acks[0].message(), HasSubstr("2 versions behind 3"));
+  EXPECT_EQ(acks[1].result(), v1::GroupAck::RESULT_ACCEPTED);
+  EXPECT_EQ(acks[2].result(), v1::GroupAck::RESULT_FILTERED);
+  EXPECT_EQ(acks[1].current_policy_version(), 3u);
+  // The stale group re-sent keeps its verdict.
+  EXPECT_EQ(Push({Group("old", 1)})[0].result(), v1::GroupAck::RESULT_STALE);
+}
+
+TEST_F(LearnerServiceTest, FullQueueHoldsTheActorBackWithoutDropping) {
+  IngestorOptions o;
+  o.capacity = 2;
+  Start(o);
+  Register();
+  std::vector<v1::GroupAck> acks;
+  std::thread actor([&] {
+    acks = Push({Group("a"), Group("b"), Group("c"), Group("d")});
+  });
+  // Until the trainer takes some, the actor's third group waits for room.
+  absl::Time until = absl::Now() + absl::Seconds(30);
+  while (ingestor_->stats().accepted < 2 && absl::Now() < until) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(ingestor_->stats().accepted, 2u);
+  EXPECT_EQ(ingestor_->stats().queued, 2u);
+  // The trainer takes groups one by one; the rest follow, none is lost.
+  std::vector<std::string> taken;
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (taken.size() < 4 && absl::Now() < deadline) {
+    for (auto& g : ingestor_->Take(1, 1, absl::Now() + absl::Seconds(1))) {
+      taken.push_back(g.group_id());
+    }
+    EXPECT_LE(ingestor_->stats().queued, 2u);
+  }
+  actor.join();
+  EXPECT_EQ(taken, (std::vector<std::string>{"a", "b", "c", "d"}));
+  ASSERT_EQ(acks.size(), 4u);
+  for (const auto& ack : acks) EXPECT_EQ(ack.result(), v1::GroupAck::RESULT_ACCEPTED);
+}
+
+// Reads weight chunks and reassembles versions until `count` versions arrived.
+std::vector<std::shared_ptr<common::WeightVersion>> ReadVersions(
+    v1::LearnerService::Stub* stub, uint64_t have, size_t count,
+    const std::function<void(uint64_t)>& on_version = nullptr) {
+  grpc::ClientContext ctx;
+  v1::SubscribeWeightsRequest req;
+  req.set_actor_id("actor-0");
+  req.set_have_version(have);
+  auto reader = stub->SubscribeWeights(&ctx, req);
+  common::WeightAssembler assembler;
+  std::vector<std::shared_ptr<common::WeightVersion>> out;
+  v1::WeightChunk chunk;
+  while (out.size() < count && reader->Read(&chunk)) {
+    auto v = assembler.Add(chunk);
+    EXPECT_TRUE(v.ok()) << v.status();
+    if (v.ok() && *v) {
+      out.push_back(*v);
+      if (on_version) on_version((*v)->manifest.version());
+    }
+  }
+  ctx.TryCancel();
+  return out;
+}
+
+TEST_F(LearnerServiceTest, LateSubscriberGetsTheCurrentVersionFirst) {
+  Start();
+  Register();
+  publisher_->Publish(std::make_shared<common::WeightVersion>(Version(1, 2500)));
+  publisher_->Publish(std::make_shared<common::WeightVersion>(Version(2, 3000)));
+  std::thread later([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    publisher_->Publish(std::make_shared<common::WeightVersion>(Version(3, 100)));
+  });
+  auto versions = ReadVersions(stub_.get(), 0, 2);
+  later.join();
+  ASSERT_EQ(versions.size(), 2u);
+  EXPECT_EQ(versions[0]->manifest.version(), 2u)
+      << "the current version, not version 1";
+  EXPECT_EQ(versions[0]->bytes, std::string(3000, '\x02'));
+  EXPECT_EQ(versions[1]->manifest.version(), 3u);
+}
+
+TEST_F(LearnerServiceTest, SubscriberThatHasTheCurrentVersionWaitsForTheNext) {
+  Start();
+  Register();
+  publisher_->Publish(std::make_shared<common::WeightVersion>(Version(5, 10)));
+  std::thread later([&] {
+    absl::SleepFor(absl::Milliseconds(200));
+    publisher_->Publish(std::make_shared<common::WeightVersion>(Version(6, 10)));
+  });
+  auto versions = ReadVersions(stub_.get(), /*have=*/5, 1);
+  later.join();
+  ASSERT_EQ(versions.size(), 1u);
+  EXPECT_EQ(versions[0]->manifest.version(), 6u);
+}
+
+TEST(WeightPublisherTest, SubscriberBusyWithAVersionSkipsToTheNewest) {
+  WeightPublisher publisher(WeightPublisherOptions{/*chunk_bytes=*/1000}, nullptr);
+  publisher.Publish(std::make_shared<common::WeightVersion>(Version(1, 5000)));
+  std::vector<uint64_t> started;
+  int complete = 0;
+  common::WeightAssembler assembler;
+  absl::Status st = publisher.Serve(
+      0,
+      [&](const v1::WeightChunk& chunk) {
+        if (chunk.has_manifest()) started.push_back(chunk.version());
+        if (chunk.version() == 1 && chunk.offset() == 1000) {
+          // While this subscriber is still receiving version 1, three more appear.
+          for (uint64_t n = 2; n <= 4; ++n) {
+            publisher.Publish(
+                std::make_shared<common::WeightVersion>(Version(n, 5000)));
+          }
+        }
+        auto v = assembler.Add(chunk);
+        EXPECT_TRUE(v.ok()) << v.status();
+        if (v.ok() && *v) ++complete;
+        return true;
+      },
+      [&] { return complete >= 2; });
+  EXPECT_EQ(started, (std::vector<uint64_t>{1, 4}));
+  EXPECT_TRUE(absl::IsCancelled(st));
+}
+
+}  // namespace
+}  // namespace nbrl::learner
