@@ -1,14 +1,17 @@
 #include "cli/commands.h"
 
 #include <iostream>
+#include <iterator>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "common/command_line.h"
 #include "common/config.h"
 #include "common/file_util.h"
 #include "common/nbrl_config.h"
 #include "common/version.h"
 #include "model/runtime.h"
+#include "model/tokenizer.h"
 
 namespace nbrl::cli {
 
@@ -16,6 +19,7 @@ const std::vector<Command>& Commands() {
   static const std::vector<Command>* commands = new std::vector<Command>{
       {"config", "validate a configuration and print it resolved", ConfigCommand},
       {"version", "print the versions of nbrl and libtorch", VersionCommand},
+      {"tokenize", "print the token ids of a text as JSON", TokenizeCommand},
   };
   return *commands;
 }
@@ -81,6 +85,57 @@ int VersionCommand(int argc, char** argv) {
   }
   std::cout << "nbrl " << kVersion << "\n"
             << model::DescribeRuntime(model::GetRuntimeInfo()) << "\n";
+  return 0;
+}
+
+int TokenizeCommand(int argc, char** argv) {
+  common::CommandLineOptions options;
+  options.value_flags = {"--tokenizer", "--text"};
+  options.bool_flags = {"--special"};
+  absl::StatusOr<common::CommandLine> cl =
+      common::ParseCommandLine(argc, argv, options);
+  if (!cl.ok()) {
+    std::cerr << "nbrl tokenize: " << cl.status().message() << "\n";
+    return 2;
+  }
+  if (cl->help) {
+    std::cout
+        << "nbrl tokenize: print the token ids of a text as JSON\n\n"
+           "Usage: nbrl tokenize --tokenizer DIR [--text TEXT] [--special]\n\n"
+           "  --tokenizer DIR  folder with tokenizer.json (and tokenizer_config.json)\n"
+           "  --text TEXT      the text; without it, standard input is read whole\n"
+           "  --special        match added/special tokens written in the text\n"
+           "                   (\"<|im_end|>\" becomes one id); default: plain text\n";
+    return 0;
+  }
+  std::string dir, text;
+  bool has_text = false, special = false;
+  for (const std::string& arg : cl->positional) {
+    if (absl::StartsWith(arg, "--tokenizer=")) dir = arg.substr(12);
+    if (absl::StartsWith(arg, "--text=")) {
+      text = arg.substr(7);
+      has_text = true;
+    }
+    if (arg == "--special") special = true;
+  }
+  if (dir.empty() || !cl->overrides.empty() || !cl->config_path.empty()) {
+    std::cerr << "nbrl tokenize: needs --tokenizer DIR and takes no configuration "
+                 "(try --help)\n";
+    return 2;
+  }
+  absl::StatusOr<std::unique_ptr<model::Tokenizer>> tokenizer =
+      model::Tokenizer::Load(dir);
+  if (!tokenizer.ok()) {
+    std::cerr << "nbrl tokenize: " << tokenizer.status().message() << "\n";
+    return 1;
+  }
+  if (!has_text) {
+    text.assign(std::istreambuf_iterator<char>(std::cin),
+                std::istreambuf_iterator<char>());
+  }
+  std::vector<int32_t> ids = special ? (*tokenizer)->EncodeWithSpecialTokens(text)
+                                     : (*tokenizer)->Encode(text);
+  std::cout << "[" << absl::StrJoin(ids, ",") << "]\n";
   return 0;
 }
 

