@@ -1,0 +1,62 @@
+// A scripted expert for the embedded task world: it solves a question by following
+// the solution plan in the example's metadata through the real sandbox and its
+// tools, writing proper <think>/<code> actions and keeping the Notepad. One hop per
+// step: search the document by its title, read it, extract the field into a Python
+// variable (v0, v1, ...), note the fact; a last step computes and submits the
+// answer. Later hops refer to earlier variables, so the policy never needs to read
+// the observations, except to retry a hop whose cell failed.
+//
+// Noise makes its demonstrations imperfect: with probability `noise` an episode
+// gets one fault (a wrong hop field, a skipped check, or a copy error in the
+// submitted answer), chosen from the episode id and seed.
+//
+// It is the demonstrator for warm starts and the upper bound in reports. Its
+// actions carry log-prob 0 (it does not sample). Thread-compatible.
+#ifndef NBRL_AGENT_SCRIPTED_POLICY_H_
+#define NBRL_AGENT_SCRIPTED_POLICY_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "agent/policy.h"
+#include "model/tokenizer.h"
+
+namespace nbrl::agent {
+
+struct ScriptedPolicyOptions {
+  // Probability that an episode has one fault.
+  double noise = 0.0;
+  uint64_t seed = 1;
+  // Search hits fetched per query.
+  int search_k = 5;
+};
+
+class ScriptedPolicy : public Policy {
+ public:
+  // `tokenizer` is not owned and must outlive the policy.
+  ScriptedPolicy(const model::Tokenizer* tokenizer, ScriptedPolicyOptions options);
+
+  // FailedPrecondition for an example without a plan in its metadata.
+  absl::StatusOr<std::vector<PolicyResponse>> Act(
+      absl::Span<const PolicyRequest> requests) override;
+  void EndEpisode(uint64_t episode_id) override;
+
+  // The action text for one request (exposed for tests and `nbrl eval` logs).
+  absl::StatusOr<std::string> ActionText(const PolicyRequest& request);
+
+ private:
+  struct EpisodeState {
+    int hop = 0;      // next hop of the plan to do
+    int retries = 0;  // retries of the current hop
+    int fault = -1;   // -1 none; 0 wrong field, 1 unchecked search hit, 2 copy error
+  };
+
+  const model::Tokenizer* tokenizer_;
+  const ScriptedPolicyOptions options_;
+  std::map<uint64_t, EpisodeState> state_;
+};
+
+}  // namespace nbrl::agent
+
+#endif  // NBRL_AGENT_SCRIPTED_POLICY_H_
