@@ -20,6 +20,9 @@ const std::vector<Command>& Commands() {
       {"config", "validate a configuration and print it resolved", ConfigCommand},
       {"version", "print the versions of nbrl and libtorch", VersionCommand},
       {"tokenize", "print the token ids of a text as JSON", TokenizeCommand},
+      {"world", "generate the embedded task world (documents and questions)",
+       WorldCommand},
+      {"data", "convert question-answering datasets to nbrl JSONL", DataCommand},
   };
   return *commands;
 }

@@ -26,6 +26,11 @@ int VersionCommand(int argc, char** argv);
 // of TEXT (or of standard input) as a JSON array.
 int TokenizeCommand(int argc, char** argv);
 
+// `nbrl world --out DIR [...]`: generates the embedded task world.
+int WorldCommand(int argc, char** argv);
+// `nbrl data convert --format F IN OUT`: converts datasets to nbrl JSONL.
+int DataCommand(int argc, char** argv);
+
 }  // namespace nbrl::cli
 
 #endif  // NBRL_CLI_COMMANDS_H_

@@ -1,0 +1,58 @@
+// agent::SandboxClient over gRPC: talks to an nbrl-sandbox worker
+// (nbrl.v1.SandboxService) on a unix socket ("unix:/path") or TCP ("host:port").
+//
+// A cell's call deadline is its timeout plus `rpc_margin`, so a hung worker is
+// reported (DeadlineExceeded) instead of hanging the episode. Closing a session
+// is best effort: the worker also reaps idle sessions.
+//
+// Thread-safe: sessions of one client may be used from different threads, each
+// session by one thread at a time.
+#ifndef NBRL_ACTOR_GRPC_SANDBOX_CLIENT_H_
+#define NBRL_ACTOR_GRPC_SANDBOX_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "agent/sandbox_client.h"
+#include "nbrl/v1/sandbox.grpc.pb.h"
+
+namespace nbrl::actor {
+
+struct GrpcSandboxOptions {
+  std::string address;
+  // Added to each cell's timeout for the call's deadline.
+  absl::Duration rpc_margin = absl::Seconds(15);
+  // Deadline of OpenSession and CloseSession.
+  absl::Duration open_timeout = absl::Seconds(30);
+  // Client id sent with OpenSession (the actor id).
+  std::string client_id;
+};
+
+class GrpcSandboxClient : public agent::SandboxClient {
+ public:
+  // InvalidArgument for an empty address.
+  static absl::StatusOr<std::unique_ptr<GrpcSandboxClient>> Create(
+      GrpcSandboxOptions options);
+
+  absl::StatusOr<std::unique_ptr<agent::SandboxSession>> OpenSession(
+      const agent::SessionOptions& options) override;
+
+  // Health of the worker (for start-up waits).
+  absl::StatusOr<v1::HealthResponse> Health(absl::Duration timeout);
+
+ private:
+  explicit GrpcSandboxClient(GrpcSandboxOptions options);
+
+  const GrpcSandboxOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<v1::SandboxService::Stub> stub_;
+};
+
+// nbrl.v1.ExecuteResponse -> agent::CellResult.
+agent::CellResult FromProto(const v1::ExecuteResponse& r);
+
+}  // namespace nbrl::actor
+
+#endif  // NBRL_ACTOR_GRPC_SANDBOX_CLIENT_H_
