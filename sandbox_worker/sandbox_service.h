@@ -1,0 +1,39 @@
+// The gRPC adapter: nbrl.v1.SandboxService over a SessionManager. It converts
+// messages to and from our types and does nothing else.
+//
+// Thread safety: thread-safe (the manager is). Handlers block for the length of a
+// cell on gRPC's synchronous thread pool.
+#ifndef NBRL_SANDBOX_WORKER_SANDBOX_SERVICE_H_
+#define NBRL_SANDBOX_WORKER_SANDBOX_SERVICE_H_
+
+#include "nbrl/v1/sandbox.grpc.pb.h"
+#include "sandbox_worker/session_manager.h"
+
+namespace nbrl::sandbox {
+
+class SandboxServiceImpl final : public nbrl::v1::SandboxService::Service {
+ public:
+  // `manager` must outlive the service.
+  explicit SandboxServiceImpl(SessionManager* manager) : manager_(manager) {}
+
+  grpc::Status OpenSession(grpc::ServerContext* ctx,
+                           const nbrl::v1::OpenSessionRequest* req,
+                           nbrl::v1::OpenSessionResponse* resp) override;
+  grpc::Status Execute(grpc::ServerContext* ctx, const nbrl::v1::ExecuteRequest* req,
+                       nbrl::v1::ExecuteResponse* resp) override;
+  grpc::Status CloseSession(grpc::ServerContext* ctx,
+                            const nbrl::v1::CloseSessionRequest* req,
+                            nbrl::v1::CloseSessionResponse* resp) override;
+  grpc::Status Health(grpc::ServerContext* ctx, const nbrl::v1::HealthRequest* req,
+                      nbrl::v1::HealthResponse* resp) override;
+
+ private:
+  SessionManager* const manager_;
+};
+
+// CellResult -> ExecuteResponse.
+void ToProto(const CellResult& r, nbrl::v1::ExecuteResponse* out);
+
+}  // namespace nbrl::sandbox
+
+#endif  // NBRL_SANDBOX_WORKER_SANDBOX_SERVICE_H_
