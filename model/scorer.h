@@ -1,0 +1,49 @@
+// Teacher-forced scoring for the learner: the log-probability the model assigns to
+// each given token, batched with padding, differentiable.
+//
+//   PaddedBatch batch = PadSequences(sequences);
+//   ASSIGN_OR_RETURN(torch::Tensor logp, ScoreTokens(model, batch.tokens, batch.mask));
+//   torch::Tensor loss = -(logp * loss_mask).sum() / loss_mask.sum();
+//   loss.backward();
+#ifndef NBRL_MODEL_SCORER_H_
+#define NBRL_MODEL_SCORER_H_
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/transformer.h"
+
+namespace nbrl::model {
+
+struct ScoreOptions {
+  // Divides the logits, as in sampling: scoring at the generation temperature gives
+  // the untruncated log-probs of generation (sampler.h). Must be > 0.
+  double temperature = 1.0;
+};
+
+// Right-padded batch of token sequences.
+struct PaddedBatch {
+  torch::Tensor tokens;  // [B, T] int64, pad_id at padding
+  torch::Tensor mask;    // [B, T] bool, true at real tokens
+};
+PaddedBatch PadSequences(const std::vector<std::vector<int64_t>>& sequences,
+                         int64_t pad_id = 0);
+
+// tokens [B, T] int64, mask [B, T] bool whose true entries form one contiguous run
+// per row (left or right padding) -> log-probs [B, T] float32 on the model's device:
+// entry t is log p(tokens[t] | the row's real tokens before t) at `temperature`,
+// and 0 at padding and at each row's first real token. Carries gradients to the
+// model's parameters unless called under torch::NoGradGuard.
+// InvalidArgument for mismatched shapes, a non-contiguous mask or an id outside the
+// vocabulary; Internal when libtorch fails.
+absl::StatusOr<torch::Tensor> ScoreTokens(Transformer& model,
+                                          const torch::Tensor& tokens,
+                                          const torch::Tensor& mask,
+                                          const ScoreOptions& options = {});
+
+}  // namespace nbrl::model
+
+#endif  // NBRL_MODEL_SCORER_H_
