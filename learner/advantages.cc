@@ -54,6 +54,7 @@ absl::StatusOr<std::vector<std::vector<double>>> ComputeAdvantages(
       }
       all.insert(all.end(), out[i].begin(), out[i].end());
     }
+    if (!o.whiten) return out;
     auto [mean, std] = MeanStd(all);
     // All-equal returns carry no signal: their advantages are 0, not 0/0.
     const double scale = std + o.eps > 0 ? 1.0 / (std + o.eps) : 0.0;

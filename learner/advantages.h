@@ -28,6 +28,9 @@ struct AdvantageOptions {
   bool grpo_scale = true;
   // Added to std before dividing.
   double eps = 1e-6;
+  // Whiten the reinforce++ returns over this batch. Off: return the raw discounted
+  // returns (the data-parallel trainer whitens over all ranks itself).
+  bool whiten = true;
 };
 
 struct TrajectoryRewards {
