@@ -36,6 +36,12 @@ std::string HopCode(int i, const std::string& doc, const std::string& field, int
       "print(title, '->', v", i, ")");
 }
 
+// "$i" (the value found by hop i) as people read it: "the result of todo i+1".
+std::string DocName(const std::string& doc) {
+  if (doc.empty() || doc[0] != '$') return doc;
+  return absl::StrCat("the result of todo ", std::stoi(doc.substr(1)) + 1);
+}
+
 }  // namespace
 
 ScriptedPolicy::ScriptedPolicy(const model::Tokenizer* tokenizer,
@@ -89,11 +95,7 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
                               hops == 1 ? " fact" : " facts",
                               " one at a time and note each. First: the ", field,
                               " of ", doc, ".")
-               : absl::StrCat("Next I need the ", field, " of ",
-                              doc[0] == '$'
-                                  ? absl::StrCat("the result of step ", doc.substr(1))
-                                  : doc,
-                              ".");
+               : absl::StrCat("Next I need the ", field, " of ", DocName(doc), ".");
     if (st.retries > 0)
       think =
           absl::StrCat("The last cell failed; I retry with a broader search. ", think);
@@ -102,7 +104,7 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
       for (int h = 0; h < hops; ++h) {
         absl::StrAppend(&code, "notepad.add_todo(",
                         Py(absl::StrCat("find ", std::string(plan[h]["field"]), " of ",
-                                        std::string(plan[h]["doc"]))),
+                                        DocName(plan[h]["doc"]))),
                         ")\n");
       }
     }

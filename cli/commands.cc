@@ -23,6 +23,7 @@ const std::vector<Command>& Commands() {
       {"world", "generate the embedded task world (documents and questions)",
        WorldCommand},
       {"data", "convert question-answering datasets to nbrl JSONL", DataCommand},
+      {"eval", "evaluate a policy on a dataset through real sandboxes", EvalCommand},
   };
   return *commands;
 }

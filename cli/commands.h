@@ -31,6 +31,9 @@ int WorldCommand(int argc, char** argv);
 // `nbrl data convert --format F IN OUT`: converts datasets to nbrl JSONL.
 int DataCommand(int argc, char** argv);
 
+// `nbrl eval --policy P --data F --sandbox A --out DIR`: evaluates a policy.
+int EvalCommand(int argc, char** argv);
+
 }  // namespace nbrl::cli
 
 #endif  // NBRL_CLI_COMMANDS_H_

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "actor/grpc_sandbox_client.h"
@@ -13,8 +14,10 @@
 #include "agent/prompts.h"
 #include "agent/scripted_policy.h"
 #include "agent/task_world.h"
+#include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "model/bpe_trainer.h"
+#include "model/checkpoint.h"
 #include "tests/testing/subprocess.h"
 
 namespace nbrl {
@@ -177,6 +180,68 @@ TEST_F(ScriptedExpertTest, NoiseMakesTheDemonstrationsImperfect) {
             << " with noise 0.5" << std::endl;
   EXPECT_LT(em_noisy, em_clean);
   EXPECT_GT(em_noisy, 0.3);
+}
+
+TEST_F(ScriptedExpertTest, EvalCommandWritesEpisodesAndASummary) {
+  std::string out = *dir_ + "/eval-scripted";
+  auto r = testutil::RunCommand(
+      {testutil::BinaryPath("cli/nbrl"), "eval", "--policy", "scripted", "--tokenizer",
+       *dir_ + "/tokenizer", "--data", *dir_ + "/test.jsonl", "--sandbox", *address_,
+       "--out", out, "--samples", "2", "--concurrency", "8"},
+      absl::Seconds(300));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  EXPECT_NE(r->out.find("pass@2"), std::string::npos) << r->out;
+  auto summary = common::ReadFile(out + "/summary.json");
+  ASSERT_TRUE(summary.ok());
+  auto j = nlohmann::json::parse(*summary);
+  EXPECT_EQ(j["episodes"], 80);
+  EXPECT_EQ(j["questions"], 40);
+  EXPECT_GE(j["em"]["mean"].get<double>(), 0.95);
+  EXPECT_GE(j["pass_at_k"].get<double>(), 0.95);
+  for (const char* kind : {"lookup", "bridge", "comparison", "arithmetic"}) {
+    EXPECT_TRUE(j["em_by_kind"].contains(kind)) << kind;
+  }
+  auto episodes = common::ReadFile(out + "/episodes.jsonl");
+  ASSERT_TRUE(episodes.ok());
+  EXPECT_EQ(std::count(episodes->begin(), episodes->end(), '\n'), 80);
+  EXPECT_NE(episodes->find("\"observation\""), std::string::npos);
+}
+
+TEST_F(ScriptedExpertTest, EvalOfARandomSmallModelRunsToCompletion) {
+  // A randomly initialised Qwen2-shaped model with the test tokenizer.
+  std::string ckpt = *dir_ + "/random-model";
+  model::ModelConfig c;
+  c.vocab_size = tokenizer_->vocab_size();
+  c.hidden_size = 64;
+  c.intermediate_size = 128;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 16;
+  c.max_position_embeddings = 4096;
+  auto m = model::Transformer::Create(c, {});
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(model::SaveTransformer(**m, ckpt).ok());
+  auto files = common::ReadFile(*dir_ + "/tokenizer/tokenizer.json");
+  ASSERT_TRUE(files.ok());
+  ASSERT_TRUE(common::WriteFileAtomically(ckpt + "/tokenizer.json", *files).ok());
+  auto cfg = common::ReadFile(*dir_ + "/tokenizer/tokenizer_config.json");
+  ASSERT_TRUE(cfg.ok());
+  ASSERT_TRUE(common::WriteFileAtomically(ckpt + "/tokenizer_config.json", *cfg).ok());
+
+  std::string out = *dir_ + "/eval-random";
+  auto r = testutil::RunCommand(
+      {testutil::BinaryPath("cli/nbrl"), "eval", "--policy", ckpt, "--data",
+       *dir_ + "/test.jsonl", "--sandbox", *address_, "--out", out, "--limit", "4",
+       "--max-steps", "2", "--concurrency", "4"},
+      absl::Seconds(300));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  auto j = nlohmann::json::parse(*common::ReadFile(out + "/summary.json"));
+  EXPECT_EQ(j["episodes"], 4);
+  EXPECT_LE(j["em"]["mean"].get<double>(), 0.25)
+      << "a random model should not solve these";
 }
 
 }  // namespace
