@@ -143,6 +143,7 @@ absl::StatusOr<std::unique_ptr<agent::SandboxSession>> GrpcSandboxClient::OpenSe
   req.set_client_id(options_.client_id);
   req.set_label(options.label);
   for (const auto& t : options.tools) req.add_tools(t);
+  req.set_no_tools(options.no_tools);
   v1::OpenSessionResponse resp;
   grpc::Status st = stub_->OpenSession(&ctx, req, &resp);
   if (!st.ok()) {

@@ -104,6 +104,10 @@ absl::StatusOr<std::vector<TrajectoryRecord>> EpisodeRunner::Run(
     SessionOptions so;
     so.label = tasks[i].trajectory_id;
     so.tools = options_.tools;
+    if (options_.family != nullptr) {
+      so.tools = options_.family->tool_names();
+      so.no_tools = so.tools.empty();
+    }
     absl::StatusOr<std::unique_ptr<SandboxSession>> s = sandbox_->OpenSession(so);
     if (s.ok()) {
       episodes[i].session = *std::move(s);
@@ -248,6 +252,13 @@ absl::StatusOr<std::vector<TrajectoryRecord>> EpisodeRunner::Run(
     outcome.has_final_answer = e.record.has_final_answer;
     outcome.final_answer = e.record.final_answer;
     outcome.gold_answers = e.task->example.answers;
+    if (options_.family != nullptr) {
+      absl::StatusOr<Verdict> verdict = options_.family->Verify(
+          e.task->example, e.record.has_final_answer, e.record.final_answer, sandbox_);
+      if (!verdict.ok()) return verdict.status();
+      outcome.verified_score = verdict->score;
+      e.record.verdict = verdict->detail;
+    }
     RewardBreakdown rewards = ComputeRewards(options_.rewards, outcome);
     for (size_t j = 0; j < e.record.steps.size(); ++j) {
       e.record.steps[j].rewards = rewards.steps[j];

@@ -22,6 +22,7 @@
 #include "agent/policy.h"
 #include "agent/rewards.h"
 #include "agent/sandbox_client.h"
+#include "agent/task_family.h"
 #include "agent/trajectory.h"
 
 namespace nbrl::agent {
@@ -41,6 +42,9 @@ struct EpisodeOptions {
   std::string system_prompt;
   // Tools the sandbox session may call; empty: the sandbox's default set.
   std::vector<std::string> tools;
+  // The task family (not owned). When set, it chooses the session's tools and its
+  // verifier scores the final answer (replacing exact match and F1).
+  const TaskFamily* family = nullptr;
 };
 
 struct EpisodeTask {

@@ -44,7 +44,9 @@ absl::StatusOr<EvalResult> Evaluate(const model::Tokenizer* tokenizer,
           q * static_cast<uint64_t>(options.samples) + static_cast<uint64_t>(s);
       t.trajectory_id = absl::StrCat(examples[q].id, "#", s);
       t.example = examples[q];
-      t.task_text = examples[q].question;
+      t.task_text = options.episode.family != nullptr
+                        ? options.episode.family->TaskText(examples[q])
+                        : examples[q].question;
       all.push_back(std::move(t));
     }
   }
@@ -147,6 +149,7 @@ std::string EpisodeJsonLine(const TrajectoryRecord& r, const Example& ex) {
   j["reward"] = r.total_reward;
   j["ending"] = EndingReasonName(r.ending_reason);
   if (!r.ending_detail.empty()) j["ending_detail"] = r.ending_detail;
+  if (!r.verdict.empty()) j["verdict"] = r.verdict;
   j["steps"] = json::array();
   for (const StepRecord& s : r.steps) {
     j["steps"].push_back({{"action", s.action_text},

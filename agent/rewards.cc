@@ -42,7 +42,9 @@ RewardBreakdown ComputeRewards(const RewardOptions& o, const EpisodeOutcome& e) 
     tokens += s.generated_tokens;
   }
   double em = 0, f1 = 0;
-  if (e.has_final_answer) {
+  if (e.verified_score.has_value()) {
+    em = f1 = std::clamp(*e.verified_score, 0.0, 1.0);
+  } else if (e.has_final_answer) {
     em = o.answer_match == "numeric" ? NumericMatch(e.final_answer, e.gold_answers)
                                      : ExactMatch(e.final_answer, e.gold_answers);
     f1 = std::max(em, F1Score(e.final_answer, e.gold_answers));

@@ -10,6 +10,7 @@
 #define NBRL_AGENT_REWARDS_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,9 @@ struct EpisodeOutcome {
   bool has_final_answer = false;
   std::string final_answer;
   std::vector<std::string> gold_answers;
+  // A correctness score in [0, 1] from the task family's verifier (e.g. the
+  // fraction of hidden unit tests passed); when set it replaces exact match and F1.
+  std::optional<double> verified_score;
 };
 
 struct RewardBreakdown {

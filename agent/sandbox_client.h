@@ -66,8 +66,9 @@ class SandboxSession {
 struct SessionOptions {
   // Copied into the sandbox's logs (e.g. the episode id).
   std::string label;
-  // Tools the session may call; empty: the sandbox's default set.
+  // Tools the session may call; empty: the sandbox's default set, unless no_tools.
   std::vector<std::string> tools;
+  bool no_tools = false;
 };
 
 // Opens sessions. Thread-safe: episodes open sessions concurrently.

@@ -60,6 +60,7 @@ struct TrajectoryRecord {
   std::string final_answer;
   EndingReason ending_reason = EndingReason::kMaxSteps;
   std::string ending_detail;  // e.g. the sandbox error
+  std::string verdict;        // the task family verifier's explanation, if any
   std::map<std::string, double> final_rewards;
   double total_reward = 0;
   // Steps dropped from the context to fit the token budget, over the episode.

@@ -31,6 +31,7 @@ constexpr char kUsage[] =
     "  --data FILE       nbrl JSONL questions\n"
     "  --sandbox ADDR    a running nbrl-sandbox: unix:PATH or host:port\n"
     "  --out DIR         writes DIR/episodes.jsonl and DIR/summary.json\n"
+    "  --family F        task family: qa_search (default), math, code, minimal\n"
     "  --tokenizer DIR   tokenizer for the scripted policy (default: --policy's)\n"
     "  --limit N         only the first N questions\n"
     "  --samples K       rollouts per question (pass@k), default 1\n"
@@ -64,9 +65,10 @@ bool Number(const Flags& f, const std::string& name, double def, double* out) {
 
 int EvalCommand(int argc, char** argv) {
   common::CommandLineOptions options;
-  options.value_flags = {"--policy",    "--data",        "--sandbox", "--out",
-                         "--tokenizer", "--limit",       "--samples", "--concurrency",
-                         "--max-steps", "--temperature", "--noise",   "--seed"};
+  options.value_flags = {"--policy",      "--data",      "--sandbox",     "--out",
+                         "--tokenizer",   "--family",    "--limit",       "--samples",
+                         "--concurrency", "--max-steps", "--temperature", "--noise",
+                         "--seed"};
   auto cl = common::ParseCommandLine(argc, argv, options);
   if (!cl.ok()) {
     std::cerr << "nbrl eval: " << cl.status().message() << "\n";
@@ -164,12 +166,18 @@ int EvalCommand(int argc, char** argv) {
     return 1;
   }
 
+  auto family = agent::MakeTaskFamily(f.Get("--family", "qa_search"));
+  if (!family.ok()) {
+    std::cerr << "nbrl eval: " << family.status().message() << "\n";
+    return 2;
+  }
   agent::EvalOptions eo;
+  eo.episode.family = family->get();
   eo.concurrency = static_cast<int>(concurrency);
   eo.samples = static_cast<int>(samples);
   eo.episode.max_steps = static_cast<int>(max_steps);
   eo.episode.system_prompt =
-      agent::SystemPrompt(agent::SearchTools(), eo.episode.max_steps);
+      agent::SystemPrompt((*family)->tools(), eo.episode.max_steps);
   eo.episode.context.context_tokens =
       model ? static_cast<int>(
                   std::min<int64_t>(model->config().max_position_embeddings, 32768))

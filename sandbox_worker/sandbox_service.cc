@@ -98,6 +98,11 @@ grpc::Status SandboxServiceImpl::OpenSession(grpc::ServerContext*,
   open.client_id = req->client_id();
   open.label = req->label();
   open.tools.assign(req->tools().begin(), req->tools().end());
+  open.no_tools = req->no_tools();
+  if (open.no_tools && !open.tools.empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "no_tools is set but tools are listed");
+  }
   if (req->has_idle_timeout()) {
     absl::StatusOr<absl::Duration> idle =
         FromProto(req->idle_timeout(), "idle_timeout");

@@ -178,7 +178,7 @@ absl::StatusOr<std::string> SessionManager::Open(const OpenRequest& request) {
     return absl::InvalidArgumentError("idle_timeout must not be negative");
   }
   std::vector<std::string> tools = request.tools;
-  if (tools.empty()) {
+  if (tools.empty() && !request.no_tools) {
     for (const std::string& t : options_.default_tools) {
       if (std::count(served_tools_.begin(), served_tools_.end(), t)) tools.push_back(t);
     }

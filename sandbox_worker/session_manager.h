@@ -64,9 +64,10 @@ struct OpenRequest {
   std::string client_id;
   // Zero: the worker's default.
   absl::Duration idle_timeout;
-  // Empty: the default tools.
+  // Empty: the default tools, unless no_tools.
   std::vector<std::string> tools;
   std::string label;
+  bool no_tools = false;
 };
 
 class SessionManager {

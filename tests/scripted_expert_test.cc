@@ -13,6 +13,7 @@
 #include "agent/episode_runner.h"
 #include "agent/prompts.h"
 #include "agent/scripted_policy.h"
+#include "agent/task_family.h"
 #include "agent/task_world.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
@@ -242,6 +243,38 @@ TEST_F(ScriptedExpertTest, EvalOfARandomSmallModelRunsToCompletion) {
   EXPECT_EQ(j["episodes"], 4);
   EXPECT_LE(j["em"]["mean"].get<double>(), 0.25)
       << "a random model should not solve these";
+}
+
+TEST_F(ScriptedExpertTest, CodeFamilyRunsHiddenTestsInAFreshSession) {
+  actor::GrpcSandboxOptions so;
+  so.address = *address_;
+  auto client = actor::GrpcSandboxClient::Create(so);
+  ASSERT_TRUE(client.ok());
+  auto family = *agent::MakeTaskFamily("code");
+  agent::Example ex{"c1",
+                    "Return the sum of a list of numbers, 0 for an empty list.",
+                    {""},
+                    R"({"entry_point": "total", "timeout_seconds": 2, "tests": [
+                      "assert total([]) == 0", "assert total([1, 2]) == 3",
+                      "assert total([-1, 1.5]) == 0.5", "assert secret_helper is None"]})"};
+  // The agent's session defined a helper the verifier's fresh session never sees.
+  auto good =
+      family->Verify(ex, true, "def total(xs):\n    return sum(xs)\n", client->get());
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_DOUBLE_EQ(good->score, 0.75) << good->detail;
+  auto partial = family->Verify(
+      ex, true, "def total(xs):\n    return sum(int(x) for x in xs)\n", client->get());
+  ASSERT_TRUE(partial.ok());
+  EXPECT_DOUBLE_EQ(partial->score, 0.5) << partial->detail;
+  auto broken = family->Verify(ex, true, "def total(xs) return 0", client->get());
+  ASSERT_TRUE(broken.ok());
+  EXPECT_EQ(broken->score, 0.0);
+  EXPECT_NE(broken->detail.find("does not run"), std::string::npos) << broken->detail;
+  // A submission that hangs costs its tests, not the verifier.
+  auto hangs =
+      family->Verify(ex, true, "def total(xs):\n    while True: pass\n", client->get());
+  ASSERT_TRUE(hangs.ok()) << hangs.status();
+  EXPECT_EQ(hangs->score, 0.0);
 }
 
 }  // namespace
