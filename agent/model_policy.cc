@@ -74,20 +74,21 @@ absl::StatusOr<std::vector<PolicyResponse>> ModelPolicy::Act(
     active[row] = true;
     rows.push_back(row);
     max_new = std::max<int64_t>(max_new, r.max_new_tokens);
-    // Extend the row when the context continues it; rebuild it otherwise.
+    // Keep the longest prefix the row shares with the new context (its cached keys
+    // and values stay), and compute only the rest.
     const std::vector<int64_t>& have = batch_->tokens(row);
-    bool extends = have.size() <= r.context.size();
-    for (size_t i = 0; extends && i < have.size(); ++i) {
-      extends = have[i] == r.context[i];
+    size_t common = 0;
+    while (common < have.size() && common < r.context.size() &&
+           have[common] == r.context[common]) {
+      ++common;
     }
-    if (extends) {
-      appends[row].assign(r.context.begin() + have.size(), r.context.end());
-      context_tokens_computed_ += static_cast<int64_t>(r.context.size() - have.size());
-    } else {
-      std::vector<int64_t> ctx(r.context.begin(), r.context.end());
-      RETURN_IF_ERROR(batch_->Reset(row, ctx));
-      context_tokens_computed_ += static_cast<int64_t>(ctx.size());
+    if (common < have.size()) {
+      // Truncate re-feeds the last kept token, so it is computed again.
+      RETURN_IF_ERROR(batch_->Truncate(row, static_cast<int64_t>(common)));
+      if (common > 0) ++context_tokens_computed_;
     }
+    appends[row].assign(r.context.begin() + common, r.context.end());
+    context_tokens_computed_ += static_cast<int64_t>(r.context.size() - common);
   }
   RETURN_IF_ERROR(batch_->Append(appends));
 

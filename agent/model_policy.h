@@ -1,11 +1,11 @@
 // The model as the agent's policy: batched sampling over the episodes of an actor,
 // one SequenceBatch row (and KV cache) per running episode.
 //
-// When an episode's new context extends what its row holds (the usual case: the
-// previous action, its observation and the new Notepad were appended), only the new
-// tokens are computed. When it does not (old steps were trimmed, or the Notepad moved
-// to the end), the row is reset and the context rebuilt. Generation stops at the
-// end-of-code marker (action_parser.h) or at EOS.
+// The row keeps the longest prefix it shares with the episode's new context, with
+// its cached keys and values, and only the rest is computed: with the Notepad
+// rendered last, that is the new step and the new Notepad, not the whole history.
+// Trimming old steps shortens the shared prefix to the system prompt and task.
+// Generation stops at the end-of-code marker (action_parser.h) or at EOS.
 //
 // Not thread-safe: one actor thread drives it.
 #ifndef NBRL_AGENT_MODEL_POLICY_H_

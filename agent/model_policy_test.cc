@@ -97,12 +97,21 @@ TEST_F(ModelPolicyTest, ExtendedContextsComputeOnlyTheNewTokens) {
   ASSERT_TRUE(p->Act(std::vector<PolicyRequest>{Request(9, next)}).ok());
   EXPECT_EQ(p->context_tokens_computed() - after_first,
             static_cast<int64_t>(obs.size()));
-  // A trimmed context does not extend the row: it is rebuilt.
-  std::vector<int32_t> trimmed(next.begin() + 2, next.end());
+  // A context that shares only a prefix (the Notepad moved to the end) keeps the
+  // prefix cached: the rest, plus the re-fed last prefix token, is computed.
+  std::vector<int32_t> moved(next.begin(), next.begin() + 5);
+  std::vector<int32_t> tail = tokenizer_->Encode("<notepad>facts</notepad>");
+  moved.insert(moved.end(), tail.begin(), tail.end());
   int64_t before = p->context_tokens_computed();
-  ASSERT_TRUE(p->Act(std::vector<PolicyRequest>{Request(9, trimmed)}).ok());
+  auto shared = p->Act(std::vector<PolicyRequest>{Request(9, moved)});
+  ASSERT_TRUE(shared.ok()) << shared.status();
   EXPECT_EQ(p->context_tokens_computed() - before,
-            static_cast<int64_t>(trimmed.size()));
+            static_cast<int64_t>(tail.size()) + 1);
+  // A context with nothing in common is computed whole.
+  std::vector<int32_t> other = tokenizer_->Encode("print(99)");
+  before = p->context_tokens_computed();
+  ASSERT_TRUE(p->Act(std::vector<PolicyRequest>{Request(9, other)}).ok());
+  EXPECT_EQ(p->context_tokens_computed() - before, static_cast<int64_t>(other.size()));
 }
 
 TEST_F(ModelPolicyTest, RowsAreLimitedAndFreedAtEpisodeEnd) {

@@ -83,6 +83,15 @@ void KvCache::ClearRow(int64_t row) {
   lengths_[row] = 0;
 }
 
+void KvCache::TruncateRow(int64_t row, int64_t keep) {
+  CHECK(row >= 0 && row < batch_size_ && keep >= 0);
+  if (keep >= lengths_[row] || num_slots_ == 0) return;
+  torch::Tensor v = valid_[row].narrow(0, 0, num_slots_);  // a view into valid_
+  torch::Tensor seen = v.to(torch::kInt64).cumsum(0);      // valid slots so far
+  v.masked_fill_(seen > keep, false);
+  lengths_[row] = keep;
+}
+
 void KvCache::Compact() {
   if (num_slots_ == 0) return;
   const int64_t longest = *std::max_element(lengths_.begin(), lengths_.end());

@@ -56,6 +56,9 @@ class KvCache {
   // Drops one row: its slots become padding and its length 0, the other rows are
   // untouched. Append the row's (trimmed) context again to rebuild it.
   void ClearRow(int64_t row);
+  // Keeps only the first `keep` valid tokens of a row (the rest become padding); the
+  // other rows are untouched. keep >= lengths()[row] changes nothing.
+  void TruncateRow(int64_t row, int64_t keep);
   // Moves each row's valid slots to the front, in order, and shrinks num_slots() to
   // the longest row. Results of later forwards are unchanged.
   void Compact();

@@ -135,6 +135,23 @@ absl::Status SequenceBatch::Reset(int64_t row, const std::vector<int64_t>& token
   return absl::OkStatus();
 }
 
+absl::Status SequenceBatch::Truncate(int64_t row, int64_t length) {
+  if (row < 0 || row >= batch_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("row ", row, " is outside the batch of ", batch_size()));
+  }
+  if (length < 0 || length > static_cast<int64_t>(tokens_[row].size())) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot truncate row ", row, " of ",
+                                                   tokens_[row].size(), " tokens to ",
+                                                   length));
+  }
+  tokens_[row].resize(static_cast<size_t>(length));
+  // Keep at most length - 1 tokens cached: the last kept token is fed again, so the
+  // row's next-token logits are computed from it, not left from the cut tokens.
+  cache_.TruncateRow(row, std::max<int64_t>(0, length - 1));
+  return absl::OkStatus();
+}
+
 void SequenceBatch::FlushChunk() {
   const int64_t B = batch_size();
   std::vector<int64_t> counts(B);

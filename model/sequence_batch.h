@@ -81,6 +81,10 @@ class SequenceBatch {
 
   // Drops a row's cache and makes `tokens` its whole sequence (computed lazily).
   absl::Status Reset(int64_t row, const std::vector<int64_t>& tokens);
+  // Keeps the first `length` tokens of a row and their cached keys and values, so a
+  // context that shares a prefix with the row is extended instead of recomputed.
+  // InvalidArgument when the row is shorter than `length`.
+  absl::Status Truncate(int64_t row, int64_t length);
 
  private:
   SequenceBatch(Transformer* model, int64_t batch_size);

@@ -168,6 +168,29 @@ TEST_F(SequenceBatchTest, RebuildingRowsWhileTheCacheCompactsStaysCorrect) {
   }
 }
 
+TEST_F(SequenceBatchTest, TruncatedRowIsExtendedLikeAFreshOne) {
+  SamplingOptions o = Sampling(5, /*max_new=*/6);
+  o.temperature = 0;
+  auto batch = SequenceBatch::Create(model_.get(), 2);
+  ASSERT_TRUE(batch.ok());
+  std::vector<int64_t> prefix = {5, 6, 7, 8, 9, 10, 11};
+  std::vector<int64_t> first = prefix;
+  first.insert(first.end(), {20, 21, 22});
+  ASSERT_TRUE((*batch)->Append({first, {3, 4}}).ok());
+  ASSERT_TRUE((*batch)->Generate(o).ok());
+  // Keep the shared prefix, then continue differently.
+  ASSERT_TRUE((*batch)->Truncate(0, static_cast<int64_t>(prefix.size())).ok());
+  EXPECT_LE((*batch)->cached_tokens(0), static_cast<int64_t>(prefix.size()));
+  std::vector<int64_t> suffix = {30, 31, 32, 33};
+  ASSERT_TRUE((*batch)->Append({suffix, {}}).ok());
+  auto got = (*batch)->Generate(o, {true, false});
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::vector<int64_t> fresh = prefix;
+  fresh.insert(fresh.end(), suffix.begin(), suffix.end());
+  EXPECT_EQ((*got)[0].tokens, Run({fresh}, o)[0].tokens);
+  EXPECT_FALSE((*batch)->Truncate(0, 1000).ok());
+}
+
 TEST_F(SequenceBatchTest, BadRequestsAreRejected) {
   auto batch = SequenceBatch::Create(model_.get(), 2);
   ASSERT_TRUE(batch.ok());
