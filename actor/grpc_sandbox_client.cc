@@ -133,6 +133,40 @@ GrpcSandboxClient::GrpcSandboxClient(GrpcSandboxOptions options)
   channel_ = grpc::CreateCustomChannel(options_.address,
                                        grpc::InsecureChannelCredentials(), args);
   stub_ = v1::SandboxService::NewStub(channel_);
+  if (!options_.client_id.empty())
+    attach_thread_ = std::thread([this] { AttachLoop(); });
+}
+
+GrpcSandboxClient::~GrpcSandboxClient() {
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+    if (attach_context_ != nullptr) attach_context_->TryCancel();
+  }
+  if (attach_thread_.joinable()) attach_thread_.join();
+}
+
+void GrpcSandboxClient::AttachLoop() {
+  while (true) {
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    {
+      absl::MutexLock lock(&mu_);
+      if (closing_) return;
+      attach_context_ = &ctx;
+    }
+    v1::AttachRequest req;
+    req.set_client_id(options_.client_id);
+    auto reader = stub_->Attach(&ctx, req);
+    v1::AttachEvent event;
+    while (reader->Read(&event)) {
+    }
+    (void)reader->Finish();
+    absl::MutexLock lock(&mu_);
+    attach_context_ = nullptr;
+    // Re-attach after a worker restart, unless closing.
+    if (mu_.AwaitWithTimeout(absl::Condition(&closing_), absl::Seconds(1))) return;
+  }
 }
 
 absl::StatusOr<std::unique_ptr<agent::SandboxSession>> GrpcSandboxClient::OpenSession(

@@ -5,6 +5,10 @@
 // reported (DeadlineExceeded) instead of hanging the episode. Closing a session
 // is best effort: the worker also reaps idle sessions.
 //
+// With a client_id the client also holds an Attach stream open (re-attaching after
+// a worker restart), so if this process dies the worker closes its sessions at once
+// instead of at their idle timeout.
+//
 // Thread-safe: sessions of one client may be used from different threads, each
 // session by one thread at a time.
 #ifndef NBRL_ACTOR_GRPC_SANDBOX_CLIENT_H_
@@ -14,7 +18,9 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "agent/sandbox_client.h"
 #include "nbrl/v1/sandbox.grpc.pb.h"
 
@@ -26,7 +32,7 @@ struct GrpcSandboxOptions {
   absl::Duration rpc_margin = absl::Seconds(15);
   // Deadline of OpenSession and CloseSession.
   absl::Duration open_timeout = absl::Seconds(30);
-  // Client id sent with OpenSession (the actor id).
+  // Client id sent with OpenSession and Attach (the actor id); empty: no Attach.
   std::string client_id;
 };
 
@@ -42,8 +48,17 @@ class GrpcSandboxClient : public agent::SandboxClient {
   // Health of the worker (for start-up waits).
   absl::StatusOr<v1::HealthResponse> Health(absl::Duration timeout);
 
+  // Ends the Attach stream and joins its thread.
+  ~GrpcSandboxClient() override;
+
  private:
   explicit GrpcSandboxClient(GrpcSandboxOptions options);
+  void AttachLoop();
+
+  absl::Mutex mu_;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* attach_context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::thread attach_thread_;
 
   const GrpcSandboxOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -133,6 +133,7 @@ absl::Status Serve(common::ProcessContext& ctx) {
   while (!ctx.shutdown->WaitFor(absl::Seconds(1))) {
   }
   manager->Drain();
+  service.Shutdown();  // ends Attach streams without closing their sessions
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   LOG(INFO) << "sandbox: stopped serving";
   return absl::OkStatus();

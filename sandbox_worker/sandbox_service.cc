@@ -157,4 +157,22 @@ grpc::Status SandboxServiceImpl::Health(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
+grpc::Status SandboxServiceImpl::Attach(
+    grpc::ServerContext* ctx, const nbrl::v1::AttachRequest* req,
+    grpc::ServerWriter<nbrl::v1::AttachEvent>* writer) {
+  (void)writer;
+  if (req->client_id().empty() || req->client_id().size() > 256) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "client_id must have 1 to 256 bytes");
+  }
+  while (!ctx->IsCancelled()) {
+    if (shutting_down_.load()) return grpc::Status::OK;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  manager_->CloseClient(req->client_id());
+  return grpc::Status::CANCELLED;
+}
+
+void SandboxServiceImpl::Shutdown() { shutting_down_ = true; }
+
 }  // namespace nbrl::sandbox

@@ -6,6 +6,8 @@
 #ifndef NBRL_SANDBOX_WORKER_SANDBOX_SERVICE_H_
 #define NBRL_SANDBOX_WORKER_SANDBOX_SERVICE_H_
 
+#include <atomic>
+
 #include "nbrl/v1/sandbox.grpc.pb.h"
 #include "sandbox_worker/session_manager.h"
 
@@ -26,9 +28,16 @@ class SandboxServiceImpl final : public nbrl::v1::SandboxService::Service {
                             nbrl::v1::CloseSessionResponse* resp) override;
   grpc::Status Health(grpc::ServerContext* ctx, const nbrl::v1::HealthRequest* req,
                       nbrl::v1::HealthResponse* resp) override;
+  // Holds the stream until the client goes away (or Shutdown), then closes the
+  // client's sessions. Uses one gRPC thread per attached client.
+  grpc::Status Attach(grpc::ServerContext* ctx, const nbrl::v1::AttachRequest* req,
+                      grpc::ServerWriter<nbrl::v1::AttachEvent>* writer) override;
+  // Ends every Attach stream (at shutdown) without closing the clients' sessions.
+  void Shutdown();
 
  private:
   SessionManager* const manager_;
+  std::atomic<bool> shutting_down_{false};
 };
 
 // CellResult -> ExecuteResponse.

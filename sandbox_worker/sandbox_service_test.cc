@@ -5,6 +5,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <thread>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -34,12 +36,16 @@ class SandboxServiceTest : public ::testing::Test {
     stub_ = nbrl::v1::SandboxService::NewStub(
         server_->InProcessChannel(grpc::ChannelArguments()));
   }
-  void TearDown() override { server_->Shutdown(); }
+  void TearDown() override {
+    service_->Shutdown();
+    server_->Shutdown();
+  }
 
-  std::string Open(grpc::Status* status = nullptr) {
+  std::string Open(grpc::Status* status = nullptr,
+                   const std::string& client = "actor-0") {
     grpc::ClientContext ctx;
     nbrl::v1::OpenSessionRequest req;
-    req.set_client_id("actor-0");
+    req.set_client_id(client);
     nbrl::v1::OpenSessionResponse resp;
     grpc::Status st = stub_->OpenSession(&ctx, req, &resp);
     if (status != nullptr) *status = st;
@@ -196,6 +202,42 @@ TEST_F(SandboxServiceTest, KillsAndTimeoutsAreCounted) {
   EXPECT_EQ(metrics_->limit_kills.Add({{"kind", "exited"}}).Value(), 1);
   EXPECT_EQ(metrics_->cell_timeouts.Value(), 1);
   EXPECT_GE(metrics_->sessions_started.Value(), 3);  // pool of 2 plus the restart
+}
+
+TEST_F(SandboxServiceTest, SessionsOfAClientThatGoesAwayAreClosed) {
+  grpc::ClientContext attach_ctx;
+  nbrl::v1::AttachRequest attach;
+  attach.set_client_id("actor-0");
+  auto reader = stub_->Attach(&attach_ctx, attach);
+  std::thread drain([&] {
+    nbrl::v1::AttachEvent ev;
+    while (reader->Read(&ev)) {
+    }
+  });
+  std::string mine = Open();
+  std::string theirs = Open(nullptr, "actor-1");
+  ASSERT_FALSE(mine.empty());
+  ASSERT_FALSE(theirs.empty());
+  nbrl::v1::ExecuteResponse resp;
+  ASSERT_TRUE(Execute(mine, "x = 1", &resp).ok());
+  // The client disappears: its stream is cancelled.
+  attach_ctx.TryCancel();
+  drain.join();
+  (void)reader->Finish();
+  grpc::Status st;
+  for (int i = 0; i < 100; ++i) {
+    st = Execute(mine, "x", &resp);
+    if (st.error_code() == grpc::StatusCode::NOT_FOUND) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+  EXPECT_TRUE(Execute(theirs, "print(2)", &resp).ok())
+      << "another client's session stays";
+  grpc::ClientContext bad_ctx;
+  auto bad = stub_->Attach(&bad_ctx, nbrl::v1::AttachRequest());
+  nbrl::v1::AttachEvent ev;
+  EXPECT_FALSE(bad->Read(&ev));
+  EXPECT_EQ(bad->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace

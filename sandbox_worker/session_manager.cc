@@ -309,6 +309,27 @@ bool SessionManager::Close(const std::string& session_id) {
   return true;  // `m` dies here (or after a running cell): the sandbox is killed
 }
 
+int SessionManager::CloseClient(const std::string& client_id) {
+  std::vector<std::shared_ptr<Managed>> closed;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (it->second->client_id == client_id) {
+        closed.push_back(std::move(it->second));
+        it = sessions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    UpdateGauges();
+  }
+  if (!closed.empty()) {
+    LOG(INFO) << "sandbox: client '" << client_id << "' went away; closed "
+              << closed.size() << " session(s)";
+  }
+  return static_cast<int>(closed.size());  // the sandboxes die with `closed`
+}
+
 void SessionManager::Drain() {
   absl::MutexLock lock(&mu_);
   draining_ = true;

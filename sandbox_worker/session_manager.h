@@ -94,6 +94,8 @@ class SessionManager {
                                      CellRequest request);
   // Closes a session; false when it was unknown or already closed.
   bool Close(const std::string& session_id);
+  // Closes every session opened by `client_id`; returns how many.
+  int CloseClient(const std::string& client_id);
   // Stops opening sessions (Health says DRAINING); open ones keep working.
   void Drain();
   // Blocks until the pool holds `n` warm sandboxes or `timeout` passes; true when
