@@ -252,14 +252,15 @@ absl::StatusOr<std::vector<TrajectoryRecord>> EpisodeRunner::Run(
     outcome.has_final_answer = e.record.has_final_answer;
     outcome.final_answer = e.record.final_answer;
     outcome.gold_answers = e.task->example.answers;
+    std::optional<double> verified;
     if (options_.family != nullptr) {
       absl::StatusOr<Verdict> verdict = options_.family->Verify(
           e.task->example, e.record.has_final_answer, e.record.final_answer, sandbox_);
       if (!verdict.ok()) return verdict.status();
-      outcome.verified_score = verdict->score;
+      verified = verdict->score;
       e.record.verdict = verdict->detail;
     }
-    RewardBreakdown rewards = ComputeRewards(options_.rewards, outcome);
+    RewardBreakdown rewards = ComputeRewards(options_.rewards, outcome, verified);
     for (size_t j = 0; j < e.record.steps.size(); ++j) {
       e.record.steps[j].rewards = rewards.steps[j];
       e.record.steps[j].reward = rewards.step_totals[j];

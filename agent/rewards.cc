@@ -29,7 +29,8 @@ absl::Status ValidateRewardOptions(const RewardOptions& o) {
   return absl::OkStatus();
 }
 
-RewardBreakdown ComputeRewards(const RewardOptions& o, const EpisodeOutcome& e) {
+RewardBreakdown ComputeRewards(const RewardOptions& o, const EpisodeOutcome& e,
+                               std::optional<double> verified_score) {
   RewardBreakdown r;
   const size_t n = e.steps.size();
   int tokens = 0;
@@ -42,8 +43,8 @@ RewardBreakdown ComputeRewards(const RewardOptions& o, const EpisodeOutcome& e) 
     tokens += s.generated_tokens;
   }
   double em = 0, f1 = 0;
-  if (e.verified_score.has_value()) {
-    em = f1 = std::clamp(*e.verified_score, 0.0, 1.0);
+  if (verified_score.has_value()) {
+    em = f1 = std::clamp(*verified_score, 0.0, 1.0);
   } else if (e.has_final_answer) {
     em = o.answer_match == "numeric" ? NumericMatch(e.final_answer, e.gold_answers)
                                      : ExactMatch(e.final_answer, e.gold_answers);

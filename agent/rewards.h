@@ -51,9 +51,6 @@ struct EpisodeOutcome {
   bool has_final_answer = false;
   std::string final_answer;
   std::vector<std::string> gold_answers;
-  // A correctness score in [0, 1] from the task family's verifier (e.g. the
-  // fraction of hidden unit tests passed); when set it replaces exact match and F1.
-  std::optional<double> verified_score;
 };
 
 struct RewardBreakdown {
@@ -69,8 +66,12 @@ struct RewardBreakdown {
   std::vector<double> step_totals;
 };
 
+// `verified_score`: a correctness in [0, 1] from the task family's verifier (e.g.
+// the fraction of hidden unit tests passed); when given it replaces exact match
+// and F1.
 RewardBreakdown ComputeRewards(const RewardOptions& options,
-                               const EpisodeOutcome& episode);
+                               const EpisodeOutcome& episode,
+                               std::optional<double> verified_score = std::nullopt);
 
 }  // namespace nbrl::agent
 
