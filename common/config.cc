@@ -357,12 +357,17 @@ std::string ConfigSchema::DescribeMarkdown() const {
     if (!entry.choices.empty()) {
       absl::StrAppend(&help, " One of: ", absl::StrJoin(entry.choices, ", "), ".");
     }
+    auto bound = [&](double v) {
+      return entry.type == ConfigType::kInt ? absl::StrCat(static_cast<int64_t>(v))
+                                            : absl::StrCat(v);
+    };
     if (entry.min && entry.max) {
-      absl::StrAppend(&help, " Range: ", *entry.min, " to ", *entry.max, ".");
+      absl::StrAppend(&help, " Range: ", bound(*entry.min), " to ", bound(*entry.max),
+                      ".");
     } else if (entry.min) {
-      absl::StrAppend(&help, " At least ", *entry.min, ".");
+      absl::StrAppend(&help, " At least ", bound(*entry.min), ".");
     } else if (entry.max) {
-      absl::StrAppend(&help, " At most ", *entry.max, ".");
+      absl::StrAppend(&help, " At most ", bound(*entry.max), ".");
     }
     absl::StrAppend(&out, "| `", key, "` | ", ShortTypeName(entry.type), " | `",
                     FormatConfigValue(entry.default_value), "` | ", help, " |\n");

@@ -42,12 +42,14 @@ void DeclareSandbox(ConfigSchema& s) {
   s.String("sandbox.address", "",
            "Where nbrl-sandbox serves SandboxService: unix:PATH or HOST:PORT (port 0: "
            "the OS chooses). Empty: unix:<run.dir>/sandbox-<rank>.sock.");
-  s.Int("sandbox.warm_sessions", 4, "Pre-started sessions kept ready in the pool.", 0, 1024);
+  s.Int("sandbox.warm_sessions", 4, "Pre-started sessions kept ready in the pool.", 0,
+        1024);
   s.Int("sandbox.max_sessions", 64, "Open sessions accepted at once.", 1, 4096);
   s.Duration("sandbox.idle_timeout", absl::Minutes(10),
              "A session without an Execute for this long is closed (clients may ask "
              "for another value up to sandbox.max_idle_timeout).");
-  s.Duration("sandbox.max_idle_timeout", absl::Hours(2), "Largest idle timeout a client may ask for.");
+  s.Duration("sandbox.max_idle_timeout", absl::Hours(2),
+             "Largest idle timeout a client may ask for.");
   s.Duration("sandbox.start_timeout", absl::Seconds(10),
              "Longest wait for a sandbox process to start.");
   s.Duration("sandbox.cell_timeout", absl::Seconds(30),
@@ -57,14 +59,18 @@ void DeclareSandbox(ConfigSchema& s) {
   s.Duration("sandbox.interrupt_grace", absl::Seconds(1),
              "After interrupting a timed-out cell, how long it may take to stop before "
              "its session is killed (and its state lost).");
-  s.Int("sandbox.output_bytes", 16384, "Default budget of a cell's stdout and of its stderr.", 256);
-  s.Int("sandbox.max_output_bytes", 1 << 20, "Largest output budget a client may ask for.", 256);
+  s.Int("sandbox.output_bytes", 16384,
+        "Default budget of a cell's stdout and of its stderr.", 256);
+  s.Int("sandbox.max_output_bytes", 1 << 20,
+        "Largest output budget a client may ask for.", 256);
   s.Int("sandbox.max_code_bytes", 1 << 20, "Largest cell source accepted.", 1);
   s.String("sandbox.bwrap", "/usr/bin/bwrap", "The bubblewrap binary.");
   s.String("sandbox.python", "/usr/bin/python3",
            "Python inside the sandbox; must live under /usr, the only tree bound in.");
-  s.Int("sandbox.workspace_bytes", 64 << 20, "Size cap of a session's writable /workspace.", 1 << 20);
-  s.Int("sandbox.tmp_bytes", 16 << 20, "Size cap of a session's private /tmp.", 1 << 20);
+  s.Int("sandbox.workspace_bytes", 64 << 20,
+        "Size cap of a session's writable /workspace.", 1 << 20);
+  s.Int("sandbox.tmp_bytes", 16 << 20, "Size cap of a session's private /tmp.",
+        1 << 20);
   s.Int("sandbox.memory_bytes", int64_t{1} << 30,
         "Address-space limit (RLIMIT_AS) of each sandboxed process.", 64 << 20);
   s.Duration("sandbox.cpu_time", absl::Minutes(10),
@@ -73,21 +79,96 @@ void DeclareSandbox(ConfigSchema& s) {
         "Processes and threads a session may have (RLIMIT_NPROC; per session when the "
         "worker runs as root, since each session gets its own uid).",
         4);
-  s.Int("sandbox.max_open_files", 256, "Open files per sandboxed process (RLIMIT_NOFILE).", 16);
-  s.Int("sandbox.max_file_bytes", 32 << 20, "Largest file a session may write (RLIMIT_FSIZE).", 4096);
-  s.Int("sandbox.uid_base", 1000000,
-        "When the worker runs as root, session n runs as uid/gid uid_base + n mod 60000.", 1000);
-  s.Bool("sandbox.seccomp", true,
-         "Refuse ptrace, mount, bpf, kexec, perf_event_open, keyctl and namespace calls "
-         "in sessions. Turn off only to debug.");
+  s.Int("sandbox.max_open_files", 256,
+        "Open files per sandboxed process (RLIMIT_NOFILE).", 16);
+  s.Int("sandbox.max_file_bytes", 32 << 20,
+        "Largest file a session may write (RLIMIT_FSIZE).", 4096);
+  s.Int(
+      "sandbox.uid_base", 1000000,
+      "When the worker runs as root, session n runs as uid/gid uid_base + n mod 60000.",
+      1000);
+  s.Bool(
+      "sandbox.seccomp", true,
+      "Refuse ptrace, mount, bpf, kexec, perf_event_open, keyctl and namespace calls "
+      "in sessions. Turn off only to debug.");
   s.String("sandbox.tools.index", "",
            "Xapian index served to sessions as web_search/read_page (build it with "
            "`nbrl-sandbox index CORPUS.jsonl DIR`). Empty: no tools.");
   s.StringList("sandbox.tools.default", {"web_search", "read_page"},
                "Tools of a session that asks for none (those the index serves).");
-  s.Duration("sandbox.tools.call_timeout", absl::Seconds(5), "Time limit of one tool call.");
-  s.Int("sandbox.tools.max_calls_per_session", 200, "Tool calls a session may make.", 0);
-  s.Int("sandbox.tools.page_chars", 8000, "Default length of a read_page result (chars).", 1);
+  s.Duration("sandbox.tools.call_timeout", absl::Seconds(5),
+             "Time limit of one tool call.");
+  s.Int("sandbox.tools.max_calls_per_session", 200, "Tool calls a session may make.",
+        0);
+  s.Int("sandbox.tools.page_chars", 8000,
+        "Default length of a read_page result (chars).", 1);
+}
+
+void DeclareModel(ConfigSchema& s) {
+  s.String(
+      "model.path", "",
+      "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json) "
+      "the learner trains and actors sample from.");
+}
+
+void DeclareLearner(ConfigSchema& s) {
+  s.String("learner.address", "127.0.0.1:0",
+           "Where nbrl-learner serves LearnerService (host:port; port 0: the OS "
+           "chooses and the learner prints it).");
+  s.String("learner.mode", "rl", "rl: the policy-gradient loss; sft: cross-entropy.",
+           {"rl", "sft"});
+  s.Int("learner.batch_groups", 4, "Trajectory groups per optimizer step (this rank).",
+        1);
+  s.Int("learner.max_steps", 0,
+        "Stop after this many optimizer steps (0: run until stopped).", 0);
+  s.Int("learner.queue_groups", 64, "Accepted groups waiting for training, at most.",
+        1);
+  s.Int("learner.max_staleness", 4,
+        "Groups older than this many policy versions are dropped (0: on-policy).", 0);
+  s.Double("learner.uniform_group_keep", 1.0,
+           "Probability of keeping a group whose rollouts all have the same reward.",
+           0.0, 1.0);
+  s.String("learner.advantage", "reinforce++", "Advantage estimator.",
+           {"reinforce++", "grpo"});
+  s.Double("learner.gamma", 0.95, "Discount between steps (reinforce++).", 0.0, 1.0);
+  s.Double("learner.lr", 1e-6, "AdamW learning rate.", 0.0);
+  s.Double("learner.weight_decay", 0.0, "AdamW weight decay.", 0.0);
+  s.Int("learner.warmup_steps", 0, "Linear learning-rate warm-up.", 0);
+  s.Double("learner.max_grad_norm", 1.0, "Gradient clipping (0: off).", 0.0);
+  s.Double("learner.clip_low", 0.2, "Lower PPO clip (1 - clip_low).", 0.0, 0.99);
+  s.Double("learner.clip_high", 0.28, "Upper PPO clip (1 + clip_high).", 0.0);
+  s.Double("learner.dual_clip", 3.0,
+           "Dual-clip constant for negative advantages (0: off).", 0.0);
+  s.String("learner.aggregation", "token-mean", "Loss aggregation.",
+           {"token-mean", "action-mean"});
+  s.Int("learner.microbatch_tokens", 8192, "Padded tokens per forward/backward pass.",
+        1);
+  s.Int("learner.world_size", 1, "Learner ranks (data parallel).", 1);
+  s.String("learner.store_address", "127.0.0.1:29500",
+           "Rank 0's c10d store (host:port) where the ranks meet.");
+  s.Int("learner.chunk_bytes", 1 << 20, "Data bytes per weight chunk.", 1024);
+}
+
+void DeclareActor(ConfigSchema& s) {
+  s.String("actor.id", "", "Stable id of this actor slot; empty: actor-<rank>.");
+  s.String("actor.learner", "", "The learner rank's address (host:port).");
+  s.String("actor.sandbox", "",
+           "The sandbox worker's address (unix:PATH or host:port).");
+  s.String("actor.data", "", "Training questions (nbrl JSONL).");
+  s.String("actor.family", "qa_search", "Task family of the data.",
+           {"qa_search", "math", "code", "minimal"});
+  s.Int("actor.shards", 1,
+        "Actors sharing the data; this one takes shard process.rank.", 1);
+  s.Int("actor.group_size", 4, "Rollouts per question (a group).", 1);
+  s.Int("actor.groups_per_batch", 2,
+        "Groups generated together (episodes = group_size x this).", 1);
+  s.Int("actor.max_groups", 0,
+        "Stop after sending this many groups (0: until stopped).", 0);
+  s.Int("actor.max_steps", 8, "Actions per episode.", 1);
+  s.Int("actor.context_tokens", 4096, "Context budget of an episode, in tokens.", 64);
+  s.Int("actor.max_action_tokens", 512, "Tokens one action may take.", 8);
+  s.Double("actor.temperature", 1.0, "Sampling temperature.", 0.0);
+  s.Duration("actor.cell_timeout", absl::Seconds(10), "Wall-clock limit of one cell.");
 }
 
 ConfigSchema BuildSchema() {
@@ -97,6 +178,9 @@ ConfigSchema BuildSchema() {
   DeclareLog(s);
   DeclareMetrics(s);
   DeclareSandbox(s);
+  DeclareModel(s);
+  DeclareLearner(s);
+  DeclareActor(s);
   return s;
 }
 

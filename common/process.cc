@@ -89,7 +89,7 @@ int RunProgram(const ProgramSpec& spec, int argc, char** argv) {
     return 0;
   }
 
-  // Signals are blocked before any thread (gRPC, metrics, ours) starts.
+  // SIGINT/SIGTERM handling before anything else starts.
   absl::StatusOr<std::unique_ptr<ShutdownSignal>> shutdown =
       ShutdownSignal::Install(config->GetDuration("process.shutdown_grace"));
   if (!shutdown.ok()) {

@@ -1,9 +1,11 @@
 #include "common/shutdown.h"
 
-#include <pthread.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -13,14 +15,21 @@ namespace nbrl::common {
 namespace {
 
 std::atomic<bool> g_installed{false};
+// Write end of the self-pipe the signal handler writes the signal number to.
+std::atomic<int> g_signal_fd{-1};
 
-sigset_t ShutdownSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  return set;
+// Async-signal-safe: one write(2) of one byte. Whichever thread the kernel picks
+// runs it, so threads that libraries start before main() cannot be killed by the
+// default action.
+void OnSignal(int sig) {
+  int fd = g_signal_fd.load();
+  if (fd < 0) return;
+  unsigned char b = static_cast<unsigned char>(sig);
+  ssize_t ignored = ::write(fd, &b, 1);
+  (void)ignored;
 }
+
+struct sigaction g_old_int, g_old_term;
 
 }  // namespace
 
@@ -29,11 +38,24 @@ absl::StatusOr<std::unique_ptr<ShutdownSignal>> ShutdownSignal::Install(
   if (g_installed.exchange(true)) {
     return absl::FailedPreconditionError("a ShutdownSignal is already installed");
   }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+    g_installed = false;
+    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  }
+  std::unique_ptr<ShutdownSignal> s(new ShutdownSignal(grace));
+  s->read_fd_ = fds[0];
+  s->write_fd_ = fds[1];
+  g_signal_fd = fds[1];
   // A peer that closes a socket must not kill us with SIGPIPE; writes report EPIPE.
   ::signal(SIGPIPE, SIG_IGN);
-  sigset_t set = ShutdownSignals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::unique_ptr<ShutdownSignal> s(new ShutdownSignal(grace));
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGINT, &sa, &g_old_int);
+  ::sigaction(SIGTERM, &sa, &g_old_term);
   s->watcher_ = std::thread([p = s.get()] { p->WatchLoop(); });
   return s;
 }
@@ -44,8 +66,11 @@ ShutdownSignal::~ShutdownSignal() {
   stop_.store(true);
   if (watcher_.joinable()) watcher_.join();
   if (callback_runner_.joinable()) callback_runner_.join();
-  sigset_t set = ShutdownSignals();
-  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  ::sigaction(SIGINT, &g_old_int, nullptr);
+  ::sigaction(SIGTERM, &g_old_term, nullptr);
+  g_signal_fd = -1;
+  ::close(read_fd_);
+  ::close(write_fd_);
   g_installed.store(false);
 }
 
@@ -94,22 +119,22 @@ void ShutdownSignal::HardExit(const std::string& why, int status) {
 }
 
 void ShutdownSignal::WatchLoop() {
-  sigset_t set = ShutdownSignals();
-  const struct timespec tick = {0, 100 * 1000 * 1000};  // 100 ms
   while (!stop_.load()) {
-    siginfo_t info;
-    int sig = sigtimedwait(&set, &info, &tick);
-    if (sig > 0) {
-      bool again;
-      {
-        absl::MutexLock lock(&mu_);
-        again = requested_;
+    struct pollfd pfd = {read_fd_, POLLIN, 0};
+    if (::poll(&pfd, 1, /*timeout_ms=*/100) > 0) {
+      unsigned char sig = 0;
+      while (::read(read_fd_, &sig, 1) == 1) {
+        bool again;
+        {
+          absl::MutexLock lock(&mu_);
+          again = requested_;
+        }
+        if (again) {
+          HardExit(absl::StrCat("second SIG", sigabbrev_np(sig), " during shutdown"),
+                   128 + sig);
+        }
+        Request(absl::StrCat("SIG", sigabbrev_np(sig)));
       }
-      if (again) {
-        HardExit(absl::StrCat("second SIG", sigabbrev_np(sig), " during shutdown"),
-                 128 + sig);
-      }
-      Request(absl::StrCat("SIG", sigabbrev_np(sig)));
     }
     absl::MutexLock lock(&mu_);
     if (!requested_) continue;

@@ -1,8 +1,9 @@
 // Graceful shutdown on SIGINT and SIGTERM.
 //
-// Install() blocks both signals in the calling thread, so it must run before any
-// other thread starts (every later thread inherits the mask), and starts a watcher
-// thread that receives them with sigtimedwait: no code runs in a signal handler.
+// Install() sets a handler for both signals that only writes the signal number to
+// a pipe (async-signal-safe, and safe whichever thread the kernel picks, including
+// threads libraries started before main), and starts a watcher thread that reads
+// the pipe and does the rest.
 //
 // The first signal requests shutdown: requested() turns true, waiters wake, and the
 // registered callbacks run (on a thread of their own) to stop accepting work. The
@@ -68,6 +69,8 @@ class ShutdownSignal {
   bool callbacks_started_ ABSL_GUARDED_BY(mu_) = false;
 
   std::atomic<bool> stop_{false};
+  int read_fd_ = -1;  // the self-pipe
+  int write_fd_ = -1;
   std::thread watcher_;
   std::thread callback_runner_;  // started by the watcher, joined by ~ShutdownSignal
 };

@@ -1,0 +1,183 @@
+// nbrl-actor: generates trajectory groups with the current policy and streams them
+// to its learner rank. Each batch runs `actor.groups_per_batch` questions x
+// `actor.group_size` rollouts through the NB-Agent loop against a sandbox worker;
+// new weights are swapped in between batches.
+//
+// Prints "ready" once registered. Stops at actor.max_groups or on SIGINT/SIGTERM
+// after the batch in progress, flushing unacknowledged groups.
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "actor/grpc_sandbox_client.h"
+#include "actor/learner_client.h"
+#include "actor/trajectory_proto.h"
+#include "agent/dataset.h"
+#include "agent/episode_runner.h"
+#include "agent/model_policy.h"
+#include "agent/task_family.h"
+#include "common/metrics.h"
+#include "common/process.h"
+#include "common/status_macros.h"
+#include "glog/logging.h"
+#include "model/checkpoint.h"
+#include "model/weight_codec.h"
+
+namespace nbrl::actor {
+namespace {
+
+absl::Status Run(common::ProcessContext& ctx) {
+  const common::Config& c = *ctx.config;
+  const int rank = static_cast<int>(c.GetInt("process.rank"));
+  std::string actor_id = c.GetString("actor.id");
+  if (actor_id.empty()) actor_id = absl::StrCat("actor-", rank);
+  for (const char* key :
+       {"model.path", "actor.learner", "actor.sandbox", "actor.data"}) {
+    if (c.GetString(key).empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(key, " is empty"));
+    }
+  }
+  const std::string model_path = c.GetString("model.path");
+  ASSIGN_OR_RETURN(std::unique_ptr<model::Transformer> model,
+                   model::LoadTransformer(model_path));
+  ASSIGN_OR_RETURN(std::unique_ptr<model::Tokenizer> tokenizer,
+                   model::Tokenizer::Load(model_path));
+  ASSIGN_OR_RETURN(std::unique_ptr<model::ChatTemplate> chat,
+                   model::ChatTemplate::Create(tokenizer.get()));
+  ASSIGN_OR_RETURN(std::unique_ptr<agent::TaskFamily> family,
+                   agent::MakeTaskFamily(c.GetString("actor.family")));
+
+  // Data: this actor's shard, in a seeded order that changes every epoch.
+  ASSIGN_OR_RETURN(std::vector<agent::Example> all,
+                   agent::LoadJsonl(c.GetString("actor.data")));
+  ASSIGN_OR_RETURN(std::vector<agent::Example> shard,
+                   agent::Shard(all, rank % static_cast<int>(c.GetInt("actor.shards")),
+                                static_cast<int>(c.GetInt("actor.shards"))));
+  if (shard.empty())
+    return absl::InvalidArgumentError("this actor's data shard is empty");
+  agent::ExampleStream stream(std::move(shard),
+                              static_cast<uint64_t>(c.GetInt("run.seed")) + rank);
+
+  const int group_size = static_cast<int>(c.GetInt("actor.group_size"));
+  const int groups_per_batch = static_cast<int>(c.GetInt("actor.groups_per_batch"));
+  agent::ModelPolicyOptions mpo;
+  mpo.max_episodes = group_size * groups_per_batch;
+  mpo.temperature = c.GetDouble("actor.temperature");
+  mpo.seed = static_cast<uint64_t>(c.GetInt("run.seed")) * 1000 + rank;
+  ASSIGN_OR_RETURN(std::unique_ptr<agent::ModelPolicy> policy,
+                   agent::ModelPolicy::Create(model.get(), tokenizer.get(), mpo));
+
+  GrpcSandboxOptions sbo;
+  sbo.address = c.GetString("actor.sandbox");
+  sbo.client_id = actor_id;
+  ASSIGN_OR_RETURN(std::unique_ptr<GrpcSandboxClient> sandbox,
+                   GrpcSandboxClient::Create(sbo));
+
+  LearnerClientOptions lco;
+  lco.address = c.GetString("actor.learner");
+  lco.actor_id = actor_id;
+  lco.group_size = static_cast<uint32_t>(group_size);
+  ASSIGN_OR_RETURN(std::unique_ptr<LearnerClient> learner,
+                   LearnerClient::Create(lco, ctx.registry.get()));
+  RETURN_IF_ERROR(learner->Start(0, absl::Now() + absl::Minutes(2)));
+
+  // New weights arrive on the subscription thread and are applied between batches.
+  absl::Mutex mu;
+  std::shared_ptr<common::WeightVersion> pending;
+  learner->FollowWeights(0, [&](std::shared_ptr<common::WeightVersion> v) {
+    absl::MutexLock lock(&mu);
+    pending = std::move(v);
+  });
+  auto& groups_sent = common::CounterFamily(*ctx.registry, "nbrl_actor_groups_total",
+                                            "Trajectory groups sent to the learner.")
+                          .Add({});
+  auto& version_gauge = common::GaugeFamily(*ctx.registry, "nbrl_actor_policy_version",
+                                            "Weight version the actor samples with.")
+                            .Add({});
+  auto& reward_gauge = common::GaugeFamily(*ctx.registry, "nbrl_actor_reward_mean",
+                                           "Mean reward of the last batch.")
+                           .Add({});
+
+  agent::EpisodeOptions eo;
+  eo.max_steps = static_cast<int>(c.GetInt("actor.max_steps"));
+  eo.family = family.get();
+  eo.system_prompt = agent::SystemPrompt(family->tools(), eo.max_steps);
+  eo.context.context_tokens = static_cast<int>(c.GetInt("actor.context_tokens"));
+  eo.context.max_action_tokens = static_cast<int>(c.GetInt("actor.max_action_tokens"));
+  eo.cell_timeout = c.GetDuration("actor.cell_timeout");
+  agent::EpisodeRunner runner(tokenizer.get(), chat.get(), policy.get(), sandbox.get(),
+                              eo);
+  std::cout << "ready actor=" << actor_id << std::endl;
+
+  const int64_t max_groups = c.GetInt("actor.max_groups");
+  int64_t sent = 0;
+  uint64_t episode_id = 0;
+  while (!ctx.shutdown->requested() && !learner->shutdown_requested() &&
+         (max_groups == 0 || sent < max_groups)) {
+    {
+      std::shared_ptr<common::WeightVersion> v;
+      {
+        absl::MutexLock lock(&mu);
+        v = std::move(pending);
+      }
+      if (v) {
+        ASSIGN_OR_RETURN(model::TensorMap tensors, model::DecodeWeights(*v));
+        RETURN_IF_ERROR(model->LoadStateDict(tensors, "weight version"));
+        RETURN_IF_ERROR(policy->ResetAll());
+        policy->set_version(v->manifest.version());
+        learner->set_policy_version(v->manifest.version());
+        version_gauge.Set(static_cast<double>(v->manifest.version()));
+        LOG(INFO) << "actor: now sampling with weight version "
+                  << v->manifest.version();
+      }
+    }
+    std::vector<agent::EpisodeTask> tasks;
+    std::vector<agent::Example> examples;
+    for (int g = 0; g < groups_per_batch; ++g) {
+      examples.push_back(stream.Next());
+      for (int r = 0; r < group_size; ++r) {
+        agent::EpisodeTask t;
+        t.episode_id = episode_id++;
+        t.trajectory_id = absl::StrCat(actor_id, "-", t.episode_id);
+        t.example = examples.back();
+        t.task_text = family->TaskText(t.example);
+        tasks.push_back(std::move(t));
+      }
+    }
+    ASSIGN_OR_RETURN(std::vector<agent::TrajectoryRecord> records, runner.Run(tasks));
+    double reward = 0;
+    for (const auto& r : records) reward += r.total_reward;
+    reward_gauge.Set(reward / static_cast<double>(records.size()));
+    for (int g = 0; g < groups_per_batch; ++g) {
+      std::vector<agent::TrajectoryRecord> group(
+          records.begin() + g * group_size, records.begin() + (g + 1) * group_size);
+      v1::TrajectoryGroup msg = MakeGroup(
+          absl::StrCat(actor_id, "-g", sent), actor_id, c.GetString("actor.data"),
+          examples[g].id, family->name(), group, stream.cursor().position);
+      RETURN_IF_ERROR(learner->Send(std::move(msg), absl::InfiniteFuture()));
+      groups_sent.Increment();
+      ++sent;
+    }
+    LOG(INFO) << "actor: sent " << sent << " groups, mean reward "
+              << reward / static_cast<double>(records.size()) << ", version "
+              << policy->version();
+  }
+  absl::Status flushed = learner->Flush(absl::Now() + absl::Seconds(30));
+  if (!flushed.ok()) LOG(WARNING) << "actor: " << flushed;
+  learner->Close();
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace nbrl::actor
+
+int main(int argc, char** argv) {
+  nbrl::common::ProgramSpec spec;
+  spec.name = "nbrl-actor";
+  spec.component = "actor";
+  spec.summary =
+      "generates trajectory groups with the policy and streams them to a learner";
+  spec.run = nbrl::actor::Run;
+  return nbrl::common::RunProgram(spec, argc, argv);
+}
