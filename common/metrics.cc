@@ -2,13 +2,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <prometheus/exposer.h>
+#include <poll.h>
+#include <prometheus/text_serializer.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
-#include <exception>
+#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -25,12 +26,14 @@ std::string HostPort(const std::string& host, int port) {
   return absl::StrCat(host, ":", port);
 }
 
-// Binds a throwaway socket to learn why the exposer could not: civetweb's exception
-// says only that it failed.
-absl::Status ProbeBind(const std::string& host, int port) {
+// Binds and listens on host:port. FailedPrecondition when the port is in use,
+// InvalidArgument for a bad host; the fd on success.
+absl::StatusOr<int> Listen(const std::string& host, int port) {
   bool v6 = host.find(':') != std::string::npos;
   int fd = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoToStatus(errno, "socket");
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   int rc;
   if (v6) {
     sockaddr_in6 addr{};
@@ -53,17 +56,29 @@ absl::Status ProbeBind(const std::string& host, int port) {
     }
     rc = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   }
-  int err = errno;
-  ::close(fd);
-  if (rc == 0) return absl::OkStatus();
-  if (err == EADDRINUSE) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "metrics port ", port, " on ", host,
-        " is already in use (another nbrl process?); choose a free port or set "
-        "metrics.port=0 to let the OS pick one"));
+  if (rc != 0 || ::listen(fd, 16) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EADDRINUSE) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "metrics port ", port, " on ", host,
+          " is already in use (another nbrl process?); choose a free port or set "
+          "metrics.port=0 to let the OS pick one"));
+    }
+    return ErrnoToStatus(err,
+                         absl::StrCat("cannot bind metrics to ", HostPort(host, port)));
   }
-  return ErrnoToStatus(err,
-                       absl::StrCat("cannot bind metrics to ", HostPort(host, port)));
+  return fd;
+}
+
+int BoundPort(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  if (addr.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+  }
+  return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
 }
 
 bool EndsWithUnit(const std::string& name) {
@@ -76,47 +91,86 @@ bool EndsWithUnit(const std::string& name) {
 
 }  // namespace
 
-MetricsServer::MetricsServer(std::string host, int port,
-                             std::unique_ptr<prometheus::Exposer> exposer,
+MetricsServer::MetricsServer(std::string host, int port, int listen_fd,
                              std::shared_ptr<prometheus::Registry> registry)
     : host_(std::move(host)),
       port_(port),
-      exposer_(std::move(exposer)),
-      registry_(std::move(registry)) {}
+      listen_fd_(listen_fd),
+      registry_(std::move(registry)) {
+  if (listen_fd_ >= 0) thread_ = std::thread([this] { Serve(); });
+}
 
-MetricsServer::~MetricsServer() = default;
+MetricsServer::~MetricsServer() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (listen_fd_ >= 0) ::close(listen_fd_);
+}
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     const MetricsOptions& options, std::shared_ptr<prometheus::Registry> registry) {
   if (!options.enabled) {
     return std::unique_ptr<MetricsServer>(
-        new MetricsServer(options.host, 0, nullptr, std::move(registry)));
+        new MetricsServer(options.host, 0, -1, std::move(registry)));
   }
   if (options.port < 0 || options.port > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("metrics port ", options.port, " is not in [0, 65535]"));
   }
-  // Check the address first: civetweb reports a bad host only as a failed start.
-  if (absl::Status st = ProbeBind(options.host, options.port); !st.ok()) return st;
-  std::unique_ptr<prometheus::Exposer> exposer;
-  try {
-    exposer =
-        std::make_unique<prometheus::Exposer>(HostPort(options.host, options.port),
-                                              /*num_threads=*/2);
-  } catch (const std::exception& e) {
-    absl::Status probe = ProbeBind(options.host, options.port);
-    if (!probe.ok()) return probe;
-    return absl::UnavailableError(absl::StrCat("cannot start metrics server on ",
-                                               HostPort(options.host, options.port),
-                                               ": ", e.what()));
+  absl::StatusOr<int> fd = Listen(options.host, options.port);
+  if (!fd.ok()) return fd.status();
+  return std::unique_ptr<MetricsServer>(
+      new MetricsServer(options.host, BoundPort(*fd), *fd, std::move(registry)));
+}
+
+void MetricsServer::Serve() {
+  while (!stop_) {
+    struct pollfd pfd = {listen_fd_, POLLIN, 0};
+    if (::poll(&pfd, 1, /*timeout=*/200) <= 0) continue;
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    Answer(fd);
+    ::close(fd);
   }
-  exposer->RegisterCollectable(registry);
-  std::vector<int> ports = exposer->GetListeningPorts();
-  if (ports.empty()) {
-    return absl::InternalError("metrics server started but reports no listening port");
+}
+
+void MetricsServer::Answer(int fd) {
+  // Read the request head (bounded in size and time), answer, close.
+  struct timeval tv = {2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  std::string request;
+  char buf[2048];
+  while (request.find("\r\n\r\n") == std::string::npos && request.size() < 16384) {
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    request.append(buf, static_cast<size_t>(n));
   }
-  return std::unique_ptr<MetricsServer>(new MetricsServer(
-      options.host, ports[0], std::move(exposer), std::move(registry)));
+  std::string status = "200 OK", type = "text/plain; version=0.0.4; charset=utf-8",
+              body;
+  if (absl::StartsWith(request, "GET /metrics ") ||
+      absl::StartsWith(request, "GET /metrics?")) {
+    std::ostringstream out;
+    prometheus::TextSerializer().Serialize(out, registry_->Collect());
+    body = out.str();
+  } else if (absl::StartsWith(request, "GET ")) {
+    status = "404 Not Found";
+    type = "text/plain";
+    body = "nbrl serves /metrics only\n";
+  } else {
+    status = "405 Method Not Allowed";
+    type = "text/plain";
+    body = "use GET /metrics\n";
+  }
+  std::string response = absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
+                                      "\r\nContent-Length: ", body.size(),
+                                      "\r\nConnection: close\r\n\r\n", body);
+  size_t done = 0;
+  while (done < response.size()) {
+    ssize_t n =
+        ::send(fd, response.data() + done, response.size() - done, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
 }
 
 std::string MetricsServer::address() const {

@@ -1,5 +1,11 @@
 // Prometheus metrics: a registry passed to every component (so tests read it) and
-// an HTTP exposer serving it at /metrics.
+// a small HTTP server answering GET /metrics with prometheus-cpp's text format.
+//
+// The server is ours rather than prometheus-cpp's civetweb exposer: Debian's
+// civetweb starts its threads with a fixed 100 KiB stack, which glibc refuses in
+// processes that link libtorch (its static TLS is larger), so the exposer could
+// not start in nbrl-learner or nbrl-actor. Scrapes are served one at a time on a
+// thread with a default stack.
 //
 // Names follow Prometheus conventions, checked when a family is created:
 // `nbrl_<component>_<what>_<unit>`, counters end in `_total`, histograms in a base
@@ -21,16 +27,14 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-
-namespace prometheus {
-class Exposer;
-}
 
 namespace nbrl::common {
 
@@ -60,15 +64,18 @@ class MetricsServer {
   std::string url() const;
 
  private:
-  MetricsServer(std::string host, int port,
-                std::unique_ptr<prometheus::Exposer> exposer,
+  MetricsServer(std::string host, int port, int listen_fd,
                 std::shared_ptr<prometheus::Registry> registry);
+  void Serve();
+  void Answer(int fd);
 
   // Constant after construction.
   const std::string host_;
   const int port_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  const int listen_fd_;  // -1 when disabled
   std::shared_ptr<prometheus::Registry> registry_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 // InvalidArgument unless `name` follows the conventions for `kind` ("counter",

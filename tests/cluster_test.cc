@@ -72,13 +72,10 @@ TEST(ClusterTest, ActorsFeedTheLearnerAndFollowItsWeights) {
   ASSERT_TRUE(sandbox.ok());
   ASSERT_TRUE((*sandbox)->WaitForLine("ready", absl::Seconds(60)).ok());
 
-  auto learner = Subprocess::Start(
-      {BinaryPath("learner/nbrl-learner"), "model.path=" + ckpt, "run.dir=" + dir,
-       "learner.batch_groups=2", "learner.max_steps=3", "learner.lr=1e-3",
-       "learner.max_staleness=8",
-       // The civetweb metrics exposer fails to start in libtorch-linked processes
-       // (under investigation); the run itself does not depend on it.
-       "metrics.enabled=false"});
+  auto learner = Subprocess::Start({BinaryPath("learner/nbrl-learner"),
+                                    "model.path=" + ckpt, "run.dir=" + dir,
+                                    "learner.batch_groups=2", "learner.max_steps=3",
+                                    "learner.lr=1e-3", "learner.max_staleness=8"});
   ASSERT_TRUE(learner.ok());
   auto ready = (*learner)->WaitForLine("ready address=", absl::Seconds(60));
   ASSERT_TRUE(ready.ok()) << ready.status();
