@@ -137,7 +137,8 @@ std::string SummaryJson(const EvalSummary& s) {
   return j.dump(2) + "\n";
 }
 
-std::string EpisodeJsonLine(const TrajectoryRecord& r, const Example& ex) {
+std::string EpisodeJsonLine(const TrajectoryRecord& r, const Example& ex,
+                            const model::Tokenizer* tokenizer) {
   json j;
   j["trajectory_id"] = r.trajectory_id;
   j["question_id"] = ex.id;
@@ -159,6 +160,14 @@ std::string EpisodeJsonLine(const TrajectoryRecord& r, const Example& ex) {
                           {"policy_version", s.policy_version}});
   }
   j["context_tokens"] = r.tokens.size();
+  if (tokenizer != nullptr && !r.steps.empty()) {
+    std::vector<int32_t> ids;
+    for (const Span& sp : r.steps.back().context) {
+      ids.insert(ids.end(), r.tokens.begin() + sp.begin, r.tokens.begin() + sp.end);
+    }
+    absl::StatusOr<std::string> text = tokenizer->Decode(ids);
+    if (text.ok()) j["context"] = *text;
+  }
   j["wall_seconds"] = absl::ToDoubleSeconds(r.wall_time);
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }

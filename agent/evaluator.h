@@ -55,7 +55,10 @@ absl::StatusOr<EvalResult> Evaluate(const model::Tokenizer* tokenizer,
 
 // The summary as JSON (pretty-printed) and one JSON line per episode.
 std::string SummaryJson(const EvalSummary& summary);
-std::string EpisodeJsonLine(const TrajectoryRecord& record, const Example& example);
+// With a tokenizer the line also holds "context": the last action's full context
+// (system prompt, task, kept steps, Notepad) decoded as text.
+std::string EpisodeJsonLine(const TrajectoryRecord& record, const Example& example,
+                            const model::Tokenizer* tokenizer = nullptr);
 
 }  // namespace nbrl::agent
 

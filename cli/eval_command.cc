@@ -203,7 +203,8 @@ int EvalCommand(int argc, char** argv) {
   std::string lines;
   for (size_t i = 0; i < result->records.size(); ++i) {
     absl::StrAppend(&lines,
-                    agent::EpisodeJsonLine(result->records[i], *result->examples[i]));
+                    agent::EpisodeJsonLine(result->records[i], *result->examples[i],
+                                           tokenizer->get()));
   }
   if (auto st = common::WriteFileAtomically(out_dir + "/episodes.jsonl", lines);
       !st.ok()) {

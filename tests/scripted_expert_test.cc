@@ -207,6 +207,7 @@ TEST_F(ScriptedExpertTest, EvalCommandWritesEpisodesAndASummary) {
   ASSERT_TRUE(episodes.ok());
   EXPECT_EQ(std::count(episodes->begin(), episodes->end(), '\n'), 80);
   EXPECT_NE(episodes->find("\"observation\""), std::string::npos);
+  EXPECT_NE(episodes->find("<notepad>"), std::string::npos) << "the rendered context";
 }
 
 TEST_F(ScriptedExpertTest, EvalOfARandomSmallModelRunsToCompletion) {
