@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/metrics.h"
+#include "common/wire_names.h"
 #include "glog/logging.h"
 
 namespace nbrl::actor {
@@ -13,23 +14,6 @@ namespace {
 
 std::chrono::system_clock::time_point ToChrono(absl::Time t) {
   return absl::ToChronoTime(t);
-}
-
-const char* ResultName(v1::GroupAck::Result r) {
-  switch (r) {
-    case v1::GroupAck::RESULT_ACCEPTED:
-      return "accepted";
-    case v1::GroupAck::RESULT_DUPLICATE:
-      return "duplicate";
-    case v1::GroupAck::RESULT_STALE:
-      return "stale";
-    case v1::GroupAck::RESULT_FILTERED:
-      return "filtered";
-    case v1::GroupAck::RESULT_INVALID:
-      return "invalid";
-    default:
-      return "unknown";
-  }
 }
 
 }  // namespace
@@ -192,7 +176,7 @@ void LearnerClient::StreamLoop() {
         unacked_.pop_front();
         --written_;
         stats_.acknowledged++;
-        stats_.results[ResultName(ack.result())]++;
+        stats_.results[common::AckResultName(ack.result())]++;
         learner_version_ =
             std::max(learner_version_.load(), ack.current_policy_version());
         if (ack.result() == v1::GroupAck::RESULT_INVALID) {

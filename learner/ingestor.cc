@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/metrics.h"
+#include "common/wire_names.h"
 
 namespace nbrl::learner {
 
@@ -28,23 +29,6 @@ struct Ingestor::Metrics {
 };
 
 namespace {
-
-const char* ResultName(v1::GroupAck::Result r) {
-  switch (r) {
-    case v1::GroupAck::RESULT_ACCEPTED:
-      return "accepted";
-    case v1::GroupAck::RESULT_DUPLICATE:
-      return "duplicate";
-    case v1::GroupAck::RESULT_STALE:
-      return "stale";
-    case v1::GroupAck::RESULT_FILTERED:
-      return "filtered";
-    case v1::GroupAck::RESULT_INVALID:
-      return "invalid";
-    default:
-      return "unknown";
-  }
-}
 
 bool UniformRewards(const v1::TrajectoryGroup& g) {
   for (const v1::Trajectory& t : g.trajectories()) {
@@ -78,7 +62,8 @@ void Ingestor::Count(v1::GroupAck::Result result) {
     default:
       stats_.invalid++;
   }
-  if (metrics_) metrics_->groups.Add({{"result", ResultName(result)}}).Increment();
+  if (metrics_)
+    metrics_->groups.Add({{"result", common::AckResultName(result)}}).Increment();
 }
 
 bool Ingestor::KeepUniform(const std::string& group_id) const {
