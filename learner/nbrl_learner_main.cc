@@ -138,18 +138,10 @@ absl::Status Run(common::ProcessContext& ctx) {
   const int64_t max_steps = c.GetInt("learner.max_steps");
   while (!ctx.shutdown->requested() &&
          (max_steps == 0 || trainer->step() < max_steps)) {
+    // Waits for a full batch; shutdown closes the ingestor, which wakes this with
+    // whatever is queued (a last, partial batch) or nothing.
     std::vector<v1::TrajectoryGroup> groups =
-        ingestor.Take(batch, batch, absl::Now() + absl::Seconds(1));
-    if (groups.size() < batch) {
-      // Not a full batch yet: put nothing back (Take only returns when closed or
-      // at the deadline); train on what there is only when shutting down.
-      if (groups.empty()) continue;
-      if (!ctx.shutdown->requested()) {
-        std::vector<v1::TrajectoryGroup> more = ingestor.Take(
-            batch - groups.size(), batch - groups.size(), absl::InfiniteFuture());
-        groups.insert(groups.end(), more.begin(), more.end());
-      }
-    }
+        ingestor.Take(batch, batch, absl::InfiniteFuture());
     if (groups.empty()) break;
     ASSIGN_OR_RETURN(StepStats s, trainer->Step(groups));
     if (rank == 0) {
