@@ -1,11 +1,15 @@
 #include "learner/ingestor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/metrics.h"
+#include "common/status_macros.h"
 #include "common/wire_names.h"
+#include "glog/logging.h"
 
 namespace nbrl::learner {
 
@@ -127,6 +131,17 @@ absl::StatusOr<v1::GroupAck> Ingestor::Offer(v1::TrajectoryGroup group,
           absl::StrCat("the learner's ingestion queue stayed full (", options_.capacity,
                        " groups)"));
     }
+    if (journal_) {
+      absl::Status st = journal_->Append(group);
+      if (!st.ok()) {
+        decided_.erase(group.group_id());
+        LOG(ERROR) << "ingestor: " << st;
+        return absl::UnavailableError(
+            absl::StrCat("the learner cannot journal the group: ", st.message()));
+      }
+    }
+    uint64_t& cursor = cursors_[group.actor_id()];
+    cursor = std::max(cursor, group.data_cursor());
     queue_.push_back(std::move(group));
     ack.set_result(v1::GroupAck::RESULT_ACCEPTED);
     Count(ack.result());
@@ -154,6 +169,14 @@ std::vector<v1::TrajectoryGroup> Ingestor::Take(size_t min, size_t max,
   return out;
 }
 
+void Ingestor::PutBack(std::vector<v1::TrajectoryGroup> groups) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = groups.rbegin(); it != groups.rend(); ++it) {
+    queue_.push_front(std::move(*it));
+  }
+  if (metrics_) metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
+}
+
 void Ingestor::Close() {
   absl::MutexLock lock(&mu_);
   closed_ = true;
@@ -174,6 +197,50 @@ std::map<std::string, int> Ingestor::Decisions() const {
 void Ingestor::RestoreDecisions(const std::map<std::string, int>& decisions) {
   absl::MutexLock lock(&mu_);
   decided_.insert(decisions.begin(), decisions.end());
+}
+
+void Ingestor::SetJournal(std::unique_ptr<GroupJournal> journal) {
+  absl::MutexLock lock(&mu_);
+  journal_ = std::move(journal);
+}
+
+absl::StatusOr<RankState> Ingestor::Checkpoint(std::unique_ptr<GroupJournal> next) {
+  absl::MutexLock lock(&mu_);
+  for (const v1::TrajectoryGroup& g : queue_) RETURN_IF_ERROR(next->Append(g));
+  journal_ = std::move(next);
+  RankState s;
+  s.decisions = decided_;
+  s.data_cursors = cursors_;
+  return s;
+}
+
+absl::StatusOr<size_t> Ingestor::Restore(const RankState& state,
+                                         std::vector<v1::TrajectoryGroup> replay) {
+  absl::MutexLock lock(&mu_);
+  decided_.insert(state.decisions.begin(), state.decisions.end());
+  for (const auto& [actor, cursor] : state.data_cursors) {
+    cursors_[actor] = std::max(cursors_[actor], cursor);
+  }
+  size_t queued = 0;
+  std::set<std::string> seen;  // a group queued at a checkpoint is in two journals
+  for (v1::TrajectoryGroup& g : replay) {
+    if (!seen.insert(g.group_id()).second) continue;
+    decided_[g.group_id()] = v1::GroupAck::RESULT_ACCEPTED;
+    if (journal_) RETURN_IF_ERROR(journal_->Append(g));
+    uint64_t& cursor = cursors_[g.actor_id()];
+    cursor = std::max(cursor, g.data_cursor());
+    queue_.push_back(std::move(g));
+    ++queued;
+  }
+  if (metrics_) metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
+  return queued;
+}
+
+std::optional<uint64_t> Ingestor::DataCursor(const std::string& actor_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = cursors_.find(actor_id);
+  if (it == cursors_.end()) return std::nullopt;
+  return it->second;
 }
 
 }  // namespace nbrl::learner

@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "learner/group_journal.h"
 #include "learner/group_validator.h"
 #include "nbrl/v1/learner.pb.h"
 
@@ -56,6 +59,15 @@ struct IngestorOptions {
   uint64_t seed = 1;
 };
 
+// One rank's ingestion state, as a checkpoint records it.
+struct RankState {
+  // group id -> GroupAck::Result, so re-sent groups are still recognised.
+  std::map<std::string, int> decisions;
+  // actor id -> examples its accepted groups had consumed (epoch * shard size +
+  // position), where a restarted actor resumes its data.
+  std::map<std::string, uint64_t> data_cursors;
+};
+
 struct IngestorStats {
   uint64_t accepted = 0, duplicate = 0, stale = 0, filtered = 0, invalid = 0;
   size_t queued = 0;
@@ -76,6 +88,10 @@ class Ingestor {
   // passes, or Close: then whatever is queued). Oldest first.
   std::vector<v1::TrajectoryGroup> Take(size_t min, size_t max, absl::Time deadline);
 
+  // Returns taken groups to the front of the queue (a step that did not happen,
+  // e.g. at shutdown), so the next checkpoint's journal keeps them.
+  void PutBack(std::vector<v1::TrajectoryGroup> groups);
+
   // Wakes every waiter; later Offers are Cancelled. Queued groups can still be taken.
   void Close();
 
@@ -85,6 +101,20 @@ class Ingestor {
   // them on resume so re-sent groups are still recognised.
   std::map<std::string, int> Decisions() const;
   void RestoreDecisions(const std::map<std::string, int>& decisions);
+
+  // Write-ahead journal: every accepted group is appended (and synced) before it is
+  // acknowledged. Without one, a killed learner loses what it had queued.
+  void SetJournal(std::unique_ptr<GroupJournal> journal);
+  // At a checkpoint: the state to record, and `next` becomes the journal, starting
+  // with the groups still queued (they are not in the checkpoint's model).
+  absl::StatusOr<RankState> Checkpoint(std::unique_ptr<GroupJournal> next);
+  // On resume: restores `state`, then queues `replay` (the journaled groups the
+  // checkpoint's model has not seen, oldest first; a repeated id is queued once)
+  // and appends them to the journal. Returns how many were queued.
+  absl::StatusOr<size_t> Restore(const RankState& state,
+                                 std::vector<v1::TrajectoryGroup> replay);
+  // Where `actor_id`'s data continues: the cursor of its newest accepted group.
+  std::optional<uint64_t> DataCursor(const std::string& actor_id) const;
 
  private:
   struct Metrics;
@@ -97,6 +127,8 @@ class Ingestor {
   mutable absl::Mutex mu_;
   std::deque<v1::TrajectoryGroup> queue_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> decided_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, uint64_t> cursors_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<GroupJournal> journal_ ABSL_GUARDED_BY(mu_);
   IngestorStats stats_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -1,0 +1,276 @@
+// Checkpoints and the group journal: a resumed trainer takes exactly the step the
+// uninterrupted one takes; corrupt and half-written checkpoints are skipped; torn
+// journal tails are tolerated and corrupt records are not.
+#include "learner/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "learner/group_journal.h"
+#include "learner/trainer.h"
+#include "model/checkpoint.h"
+#include "model/safetensors.h"
+
+namespace nbrl::learner {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string TempDir() {
+  std::string pattern = (fs::temp_directory_path() / "nbrl-ckpt-XXXXXX").string();
+  char* made = ::mkdtemp(pattern.data());
+  EXPECT_NE(made, nullptr);
+  return pattern;
+}
+
+std::unique_ptr<model::Transformer> TinyModel(uint64_t seed = 7) {
+  model::ModelConfig c;
+  c.vocab_size = 48;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.max_position_embeddings = 256;
+  model::TransformerOptions o;
+  o.seed = seed;
+  o.init_std = 0.1;
+  auto m = model::Transformer::Create(c, o);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return *std::move(m);
+}
+
+// A group of two one-step trajectories with different rewards.
+v1::TrajectoryGroup Group(const std::string& id, uint32_t salt) {
+  v1::TrajectoryGroup g;
+  g.set_group_id(id);
+  g.set_actor_id("a");
+  g.set_data_cursor(salt);
+  for (int r = 0; r < 2; ++r) {
+    v1::Trajectory* t = g.add_trajectories();
+    t->set_trajectory_id(id + "-" + std::to_string(r));
+    for (uint32_t i = 0; i < 6; ++i) {
+      t->add_token_ids((salt * 7 + i * 3 + r) % 48);
+      t->add_behavior_logprobs(i < 3 ? 0.0f : -3.5f);
+    }
+    v1::Step* s = t->add_steps();
+    s->add_context()->set_end(3);
+    s->mutable_action()->set_begin(3);
+    s->mutable_action()->set_end(6);
+    s->set_reward(static_cast<float>(r));
+    t->set_total_reward(static_cast<float>(r));
+    t->set_ending_reason(v1::ENDING_REASON_SUBMITTED);
+  }
+  return g;
+}
+
+TrainerOptions Options() {
+  TrainerOptions o;
+  o.lr = 1e-2;
+  o.advantages.estimator = "grpo";
+  o.warmup_steps = 3;
+  return o;
+}
+
+void Checkpoint(const std::string& root, Trainer& trainer, model::Transformer& m,
+                uint64_t version, int keep = 3) {
+  RankState state;
+  state.decisions = {{"g1", 1}, {"g2", 3}};
+  state.data_cursors = {{"a", 9}};
+  ASSERT_TRUE(WriteRankState(root, trainer.step(), 0, state).ok());
+  ASSERT_TRUE(WriteModelState(root, trainer.step(), m, trainer.optimizer(), "",
+                              "run:\n  seed: 1\n")
+                  .ok());
+  ASSERT_TRUE(CommitCheckpoint(root, trainer.step(), version, 1, keep).ok());
+}
+
+TEST(CheckpointTest, ResumedTrainerTakesTheSameStep) {
+  const std::string root = TempDir();
+  auto m = TinyModel();
+  auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  ASSERT_TRUE((*trainer)->Step({Group("g1", 1), Group("g2", 2)}).ok());
+  ASSERT_TRUE((*trainer)->Step({Group("g3", 3)}).ok());
+  Checkpoint(root, **trainer, *m, 3);
+  auto uninterrupted = (*trainer)->Step({Group("g4", 4), Group("g5", 5)});
+  ASSERT_TRUE(uninterrupted.ok());
+
+  // A new process: model from the checkpoint folder, optimizer and step restored.
+  std::vector<std::string> skipped;
+  auto info = FindLatestCheckpoint(root, &skipped);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_TRUE(skipped.empty());
+  EXPECT_EQ(info->step, 2);
+  EXPECT_EQ(info->version, 3u);
+  auto m2 = model::LoadTransformer(info->dir);
+  ASSERT_TRUE(m2.ok()) << m2.status();
+  auto t2 = Trainer::Create(m2->get(), nullptr, nullptr, Options());
+  ASSERT_TRUE(t2.ok());
+  ASSERT_TRUE(LoadOptimizerState(*info, (*t2)->optimizer()).ok());
+  (*t2)->set_step(info->step);
+  auto resumed = (*t2)->Step({Group("g4", 4), Group("g5", 5)});
+  ASSERT_TRUE(resumed.ok());
+
+  EXPECT_EQ(resumed->step, uninterrupted->step);
+  EXPECT_DOUBLE_EQ(resumed->lr, uninterrupted->lr);
+  EXPECT_NEAR(resumed->loss, uninterrupted->loss, 1e-6);
+  model::TensorMap a = m->StateDict(), b = (*m2)->StateDict();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) {
+    EXPECT_TRUE(torch::allclose(t, b.at(name), 1e-6, 1e-7)) << name;
+  }
+  auto state = ReadRankState(*info, 0);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->decisions.at("g2"), 3);
+  EXPECT_EQ(state->data_cursors.at("a"), 9u);
+  EXPECT_TRUE(fs::exists(info->dir + "/run_config.yaml"));
+}
+
+TEST(CheckpointTest, CorruptAndUnfinishedCheckpointsAreSkipped) {
+  const std::string root = TempDir();
+  auto m = TinyModel();
+  auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
+  ASSERT_TRUE(trainer.ok());
+  for (int s = 1; s <= 3; ++s) {
+    ASSERT_TRUE((*trainer)->Step({Group("g" + std::to_string(s), s)}).ok());
+    Checkpoint(root, **trainer, *m, s + 1, /*keep=*/2);
+  }
+  // keep=2: step 1 is gone.
+  EXPECT_FALSE(fs::exists(CheckpointDir(root, 1)));
+  ASSERT_TRUE(fs::exists(CheckpointDir(root, 2)));
+  // A crash mid-write of step 4 leaves only a .tmp folder.
+  ASSERT_TRUE(common::MakeDirectories(CheckpointDir(root, 4) + ".tmp").ok());
+  // Step 3's optimizer state is damaged on disk.
+  {
+    std::fstream f(CheckpointDir(root, 3) + "/optimizer.pt",
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x55');
+  }
+  std::vector<std::string> skipped;
+  auto info = FindLatestCheckpoint(root, &skipped);
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->step, 2);
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_NE(skipped[0].find("optimizer.pt fails its CRC-32C check"), std::string::npos)
+      << skipped[0];
+
+  // A truncated manifest is named too.
+  ASSERT_TRUE(
+      common::WriteFileAtomically(CheckpointDir(root, 2) + "/manifest.json", "{\"fo")
+          .ok());
+  skipped.clear();
+  auto none = FindLatestCheckpoint(root, &skipped);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
+  ASSERT_EQ(skipped.size(), 2u);
+  EXPECT_NE(skipped[1].find("is not a valid manifest"), std::string::npos)
+      << skipped[1];
+}
+
+TEST(CheckpointTest, OptimizerOfAnotherModelIsAClearError) {
+  const std::string root = TempDir();
+  auto m = TinyModel();
+  auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
+  ASSERT_TRUE(trainer.ok());
+  ASSERT_TRUE((*trainer)->Step({Group("g1", 1)}).ok());
+  Checkpoint(root, **trainer, *m, 2);
+  auto info = FindLatestCheckpoint(root, nullptr);
+  ASSERT_TRUE(info.ok());
+
+  model::ModelConfig c = m->config();
+  c.num_hidden_layers = 1;
+  auto other = model::Transformer::Create(c, {});
+  ASSERT_TRUE(other.ok());
+  auto t2 = Trainer::Create(other->get(), nullptr, nullptr, Options());
+  ASSERT_TRUE(t2.ok());
+  absl::Status st = LoadOptimizerState(*info, (*t2)->optimizer());
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("optimizer.pt"), std::string::npos) << st;
+}
+
+TEST(GroupJournalTest, ReadsBackWholeRecordsAndToleratesATornTail) {
+  const std::string path = TempDir() + "/j/from-step-00000000.log";
+  auto j = GroupJournal::Create(path, /*sync=*/true);
+  ASSERT_TRUE(j.ok()) << j.status();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE((*j)->Append(Group("g" + std::to_string(i), i)).ok());
+  }
+  EXPECT_EQ((*j)->records(), 3u);
+  auto all = GroupJournal::Read(path);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->groups.size(), 3u);
+  EXPECT_FALSE(all->torn_tail);
+  EXPECT_EQ(all->groups[2].group_id(), "g2");
+  EXPECT_EQ(all->groups[1].trajectories(1).token_ids_size(), 6);
+
+  // A crash in the middle of the last append.
+  const auto size = fs::file_size(path);
+  fs::resize_file(path, size - 5);
+  auto torn = GroupJournal::Read(path);
+  ASSERT_TRUE(torn.ok()) << torn.status();
+  EXPECT_EQ(torn->groups.size(), 2u);
+  EXPECT_TRUE(torn->torn_tail);
+
+  // A damaged record before the end is data loss, named by offset.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(12);
+    f.put('\x01');
+  }
+  auto bad = GroupJournal::Read(path);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss) << bad.status();
+  EXPECT_NE(bad.status().message().find("record at byte 0"), std::string::npos);
+}
+
+TEST(GroupJournalTest, IngestorJournalsAcceptedGroupsAndReplaysOnce) {
+  const std::string dir = TempDir();
+  IngestorOptions io;
+  io.max_staleness = 100;
+  Ingestor first(io, nullptr);
+  auto j = GroupJournal::Create(dir + "/a.log", false);
+  ASSERT_TRUE(j.ok());
+  first.SetJournal(std::move(*j));
+  for (int i = 0; i < 3; ++i) {
+    auto ack =
+        first.Offer(Group("g" + std::to_string(i), 10 + i), 1, absl::InfiniteFuture());
+    ASSERT_TRUE(ack.ok());
+    ASSERT_EQ(ack->result(), v1::GroupAck::RESULT_ACCEPTED);
+  }
+  ASSERT_EQ(first.Take(1, 1, absl::InfiniteFuture()).size(), 1u);  // trained: g0
+  // Checkpoint: the new journal starts with the two still queued.
+  auto next = GroupJournal::Create(dir + "/b.log", false);
+  ASSERT_TRUE(next.ok());
+  auto state = first.Checkpoint(std::move(*next));
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->data_cursors.at("a"), 12u);
+  ASSERT_TRUE(first.Offer(Group("g3", 13), 1, absl::InfiniteFuture()).ok());
+
+  // Resume: both journals replayed (g1, g2 appear in both), each group once.
+  std::vector<v1::TrajectoryGroup> replay;
+  for (const char* name : {"/a.log", "/b.log"}) {
+    auto c = GroupJournal::Read(dir + name);
+    ASSERT_TRUE(c.ok());
+    for (auto& g : c->groups) replay.push_back(g);
+  }
+  Ingestor second(io, nullptr);
+  // Only journals from the checkpoint on are replayed; a.log predates it.
+  replay.erase(replay.begin(), replay.begin() + 3);
+  auto queued = second.Restore(*state, replay);
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ(*queued, 3u);  // g1, g2, g3
+  auto taken = second.Take(3, 3, absl::InfiniteFuture());
+  ASSERT_EQ(taken.size(), 3u);
+  EXPECT_EQ(taken[0].group_id(), "g1");
+  EXPECT_EQ(taken[2].group_id(), "g3");
+  // A re-send of an acknowledged group is a duplicate, counted once.
+  auto again = second.Offer(Group("g0", 10), 1, absl::InfiniteFuture());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->result(), v1::GroupAck::RESULT_DUPLICATE);
+  EXPECT_EQ(second.DataCursor("a").value_or(0), 13u);
+}
+
+}  // namespace
+}  // namespace nbrl::learner
