@@ -61,6 +61,10 @@ absl::Status LearnerClient::RegisterOnce() {
   grpc::Status st = stub_->RegisterActor(&ctx, req, &resp);
   if (!st.ok()) return common::FromGrpcStatus(st);
   absl::MutexLock lock(&mu_);
+  if (!registered_) {
+    registered_ = true;
+    if (resp.has_data_cursor()) data_cursor_ = resp.data_cursor();
+  }
   if (run_id_.empty()) {
     run_id_ = resp.run_id();
   } else if (run_id_ != resp.run_id()) {

@@ -22,7 +22,9 @@
 #include <atomic>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -97,6 +99,12 @@ class LearnerClient {
   // The learner asked the run to end (in a heartbeat reply).
   bool shutdown_requested() const { return shutdown_requested_; }
   const std::string& run_id() const { return run_id_; }
+  // Where the learner says this actor slot's data continues (from the first
+  // registration); nullopt: from the start.
+  std::optional<uint64_t> data_cursor() const {
+    absl::MutexLock lock(&mu_);
+    return data_cursor_;
+  }
 
   LearnerClientStats stats() const;
   // Stops every thread; unacknowledged groups are dropped with a warning that
@@ -126,6 +134,8 @@ class LearnerClient {
 
   mutable absl::Mutex mu_;
   std::deque<v1::TrajectoryGroup> unacked_ ABSL_GUARDED_BY(mu_);
+  std::optional<uint64_t> data_cursor_ ABSL_GUARDED_BY(mu_);
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;
   size_t written_ ABSL_GUARDED_BY(mu_) = 0;  // unacked_[0, written_) are on the stream
   size_t to_resend_ ABSL_GUARDED_BY(mu_) = 0;  // written on a stream that broke
   bool closing_ ABSL_GUARDED_BY(mu_) = false;

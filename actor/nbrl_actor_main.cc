@@ -1,11 +1,13 @@
 // nbrl-actor: generates trajectory groups with the current policy and streams them
 // to its learner rank. Each batch runs `actor.groups_per_batch` questions x
 // `actor.group_size` rollouts through the NB-Agent loop against a sandbox worker;
-// new weights are swapped in between batches.
+// new weights are swapped in between batches (with learner.sync, each batch waits
+// for the weights the previous one trained).
 //
 // Prints "ready" once registered. Stops at actor.max_groups or on SIGINT/SIGTERM
 // after the batch in progress, flushing unacknowledged groups.
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -56,8 +58,6 @@ absl::Status Run(common::ProcessContext& ctx) {
                                 static_cast<int>(c.GetInt("actor.shards"))));
   if (shard.empty())
     return absl::InvalidArgumentError("this actor's data shard is empty");
-  agent::ExampleStream stream(std::move(shard),
-                              static_cast<uint64_t>(c.GetInt("run.seed")) + rank);
 
   const int group_size = static_cast<int>(c.GetInt("actor.group_size"));
   const int groups_per_batch = static_cast<int>(c.GetInt("actor.groups_per_batch"));
@@ -82,6 +82,25 @@ absl::Status Run(common::ProcessContext& ctx) {
                    LearnerClient::Create(lco, ctx.registry.get()));
   RETURN_IF_ERROR(learner->Start(0, absl::Now() + absl::Minutes(2)));
 
+  // The shard continues where this slot's accepted groups left off (the learner
+  // keeps that across restarts of either side), in a seeded order per epoch.
+  const uint64_t shard_size = shard.size();
+  agent::DataCursor start;
+  if (std::optional<uint64_t> taken = learner->data_cursor()) {
+    start.epoch = *taken / shard_size;
+    start.position = *taken % shard_size;
+    LOG(INFO) << "actor: data continues after " << *taken << " examples (epoch "
+              << start.epoch << ", position " << start.position << ")";
+  }
+  agent::ExampleStream stream(
+      std::move(shard), static_cast<uint64_t>(c.GetInt("run.seed")) + rank, start);
+  auto examples_taken = [&] {
+    return stream.cursor().epoch * shard_size + stream.cursor().position;
+  };
+  // Group ids must never repeat, also across restarts of this slot.
+  const std::string incarnation = absl::StrCat(absl::ToUnixMicros(absl::Now()));
+  const bool sync = c.GetBool("learner.sync");
+
   // New weights arrive on the subscription thread and are applied between batches.
   absl::Mutex mu;
   std::shared_ptr<common::WeightVersion> pending;
@@ -89,6 +108,16 @@ absl::Status Run(common::ProcessContext& ctx) {
     absl::MutexLock lock(&mu);
     pending = std::move(v);
   });
+  // Waits until a weight version other than `have` is pending (or shutdown).
+  auto await_weights = [&](uint64_t have) {
+    absl::MutexLock lock(&mu);
+    auto arrived = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return pending != nullptr && pending->manifest.version() != have;
+    };
+    while (!mu.AwaitWithTimeout(absl::Condition(&arrived), absl::Milliseconds(200))) {
+      if (ctx.shutdown->requested() || learner->shutdown_requested()) return;
+    }
+  };
   auto& groups_sent = common::CounterFamily(*ctx.registry, "nbrl_actor_groups_total",
                                             "Trajectory groups sent to the learner.")
                           .Add({});
@@ -109,6 +138,9 @@ absl::Status Run(common::ProcessContext& ctx) {
   agent::EpisodeRunner runner(tokenizer.get(), chat.get(), policy.get(), sandbox.get(),
                               eo);
   std::cout << "ready actor=" << actor_id << std::endl;
+  // Sample with the learner's weights from the first episode on (after a learner
+  // resume they are the checkpoint's, not model.path's).
+  await_weights(0);
 
   const int64_t max_groups = c.GetInt("actor.max_groups");
   int64_t sent = 0;
@@ -132,10 +164,13 @@ absl::Status Run(common::ProcessContext& ctx) {
                   << v->manifest.version();
       }
     }
+    if (ctx.shutdown->requested()) break;
     std::vector<agent::EpisodeTask> tasks;
     std::vector<agent::Example> examples;
+    std::vector<uint64_t> cursors;
     for (int g = 0; g < groups_per_batch; ++g) {
       examples.push_back(stream.Next());
+      cursors.push_back(examples_taken());
       for (int r = 0; r < group_size; ++r) {
         agent::EpisodeTask t;
         t.episode_id = episode_id++;
@@ -153,8 +188,8 @@ absl::Status Run(common::ProcessContext& ctx) {
       std::vector<agent::TrajectoryRecord> group(
           records.begin() + g * group_size, records.begin() + (g + 1) * group_size);
       v1::TrajectoryGroup msg = MakeGroup(
-          absl::StrCat(actor_id, "-g", sent), actor_id, c.GetString("actor.data"),
-          examples[g].id, family->name(), group, stream.cursor().position);
+          absl::StrCat(actor_id, "-", incarnation, "-g", sent), actor_id,
+          c.GetString("actor.data"), examples[g].id, family->name(), group, cursors[g]);
       RETURN_IF_ERROR(learner->Send(std::move(msg), absl::InfiniteFuture()));
       groups_sent.Increment();
       ++sent;
@@ -162,8 +197,13 @@ absl::Status Run(common::ProcessContext& ctx) {
     LOG(INFO) << "actor: sent " << sent << " groups, mean reward "
               << reward / static_cast<double>(records.size()) << ", version "
               << policy->version();
+    // Synchronous training: the next batch waits for the weights this one trains.
+    if (sync) await_weights(policy->version());
   }
-  absl::Status flushed = learner->Flush(absl::Now() + absl::Seconds(30));
+  // A finished run trains nothing more: do not wait long for acknowledgements.
+  absl::Status flushed =
+      learner->Flush(absl::Now() + (learner->shutdown_requested() ? absl::Seconds(2)
+                                                                  : absl::Seconds(30)));
   if (!flushed.ok()) LOG(WARNING) << "actor: " << flushed;
   learner->Close();
   return absl::OkStatus();

@@ -147,6 +147,27 @@ void DeclareLearner(ConfigSchema& s) {
   s.String("learner.store_address", "127.0.0.1:29500",
            "Rank 0's c10d store (host:port) where the ranks meet.");
   s.Int("learner.chunk_bytes", 1 << 20, "Data bytes per weight chunk.", 1024);
+  s.Bool("learner.sync", false,
+         "Synchronous (on-policy) training: each actor batch waits for the weights "
+         "the previous one trained, and no stale group is accepted. Set batch_groups "
+         "to the groups all actors make per batch (divided by world_size).");
+  s.Double("learner.kl_coef", 0.0,
+           "Weight of the k3 KL penalty to a frozen reference model (0: none).", 0.0);
+  s.String("learner.reference", "",
+           "The reference model's checkpoint folder (empty: model.path).");
+  s.Double("learner.entropy_coef", 0.0, "Entropy bonus weight.", 0.0);
+  s.String("learner.checkpoint_dir", "",
+           "Where checkpoints and the group journal go (empty: <run.dir>/checkpoints).");
+  s.Int("learner.checkpoint_every", 20,
+        "Write a checkpoint every this many steps (0: only when the run ends).", 0);
+  s.Int("learner.keep_checkpoints", 3, "Checkpoints kept (the newest).", 1);
+  s.String("learner.resume", "auto",
+           "auto: continue from the newest valid checkpoint and replay the journal "
+           "when there is one; never: start from model.path, discarding the journal.",
+           {"auto", "never"});
+  s.Bool("learner.journal_sync", true,
+         "fdatasync each accepted group before acknowledging it (survives a machine "
+         "crash, not only a process crash).");
 }
 
 void DeclareActor(ConfigSchema& s) {

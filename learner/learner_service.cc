@@ -50,6 +50,9 @@ grpc::Status LearnerServiceImpl::RegisterActor(grpc::ServerContext*,
   response->set_run_id(options_.run_id);
   response->set_learner_rank(options_.rank);
   response->set_current_policy_version(publisher_->current_version());
+  if (std::optional<uint64_t> cursor = ingestor_->DataCursor(request->actor_id())) {
+    response->set_data_cursor(*cursor);
+  }
   response->mutable_heartbeat_interval()->set_seconds(
       absl::ToInt64Seconds(options_.heartbeat_interval));
   response->mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>(
@@ -71,10 +74,29 @@ grpc::Status LearnerServiceImpl::Heartbeat(grpc::ServerContext*,
     }
     it->second.last_seen = absl::Now();
     it->second.policy_version = request->policy_version();
+    if (shutdown_requested_) it->second.told_shutdown = true;
   }
   response->set_current_policy_version(publisher_->current_version());
   response->set_shutdown_requested(shutdown_requested_.load());
   return grpc::Status::OK;
+}
+
+int LearnerServiceImpl::WaitUntilActorsTold(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto untold = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    int n = 0;
+    const absl::Time recent = absl::Now() - 3 * options_.heartbeat_interval;
+    for (const auto& [id, a] : actors_) {
+      if (!a.told_shutdown && a.last_seen >= recent) ++n;
+    }
+    return n;
+  };
+  while (untold() > 0 && absl::Now() < deadline) {
+    mu_.Unlock();
+    absl::SleepFor(absl::Milliseconds(100));
+    mu_.Lock();
+  }
+  return untold();
 }
 
 grpc::Status LearnerServiceImpl::PushTrajectories(

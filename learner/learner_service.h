@@ -62,12 +62,17 @@ class LearnerServiceImpl final : public v1::LearnerService::Service {
   int ActorsAlive() const;
   // Tells actors (in heartbeat replies) that the run is ending.
   void RequestShutdown() { shutdown_requested_ = true; }
+  // After RequestShutdown: waits until every actor heard from lately (within three
+  // heartbeat intervals) has been told in a heartbeat reply, or `deadline`. Returns
+  // how many were not told.
+  int WaitUntilActorsTold(absl::Time deadline);
 
  private:
   struct ActorInfo {
     std::string hostname;
     uint32_t pid = 0;
     uint64_t policy_version = 0;
+    bool told_shutdown = false;
     absl::Time last_seen;
   };
   bool Known(const std::string& actor_id);

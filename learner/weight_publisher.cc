@@ -74,7 +74,7 @@ absl::Status WeightPublisher::Serve(
     {
       absl::MutexLock lock(&mu_);
       auto newer = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return closed_ || (current_ && current_->manifest.version() > have_version);
+        return closed_ || (current_ && current_->manifest.version() != have_version);
       };
       // Wake up now and then to notice a cancelled subscriber.
       while (!mu_.AwaitWithTimeout(absl::Condition(&newer), absl::Milliseconds(200))) {

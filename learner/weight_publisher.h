@@ -40,10 +40,11 @@ class WeightPublisher {
   uint64_t current_version() const;
   std::shared_ptr<const common::WeightVersion> current() const;
 
-  // Serves one subscriber that holds `have_version`: sends every newer version as
-  // chunks through `write` (which returns false when the stream broke) until
-  // `cancelled()` turns true or Close. Returns OK after Close, Cancelled when the
-  // subscriber went away.
+  // Serves one subscriber that holds `have_version`: sends the current version
+  // whenever it differs from the subscriber's (newer, or older after the learner
+  // resumed from a checkpoint), as chunks through `write` (which returns false when
+  // the stream broke), until `cancelled()` turns true or Close. Returns OK after
+  // Close, Cancelled when the subscriber went away.
   absl::Status Serve(uint64_t have_version,
                      const std::function<bool(const v1::WeightChunk&)>& write,
                      const std::function<bool()>& cancelled);
