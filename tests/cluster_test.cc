@@ -7,13 +7,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "agent/task_world.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
-#include "model/bpe_trainer.h"
-#include "model/checkpoint.h"
-#include "model/tokenizer.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/tiny_run.h"
 
 namespace nbrl {
 namespace {
@@ -23,52 +20,14 @@ using testutil::Subprocess;
 
 TEST(ClusterTest, ActorsFeedTheLearnerAndFollowItsWeights) {
   const std::string dir = testutil::MakeTempDir("nbrl-cluster");
-  // The task world and its search index.
-  agent::TaskWorldOptions wo;
-  wo.seed = 2;
-  wo.people = 20;
-  wo.organisations = 8;
-  wo.cities = 6;
-  wo.works = 8;
-  wo.train_questions = 20;
-  wo.val_questions = 0;
-  wo.test_questions = 0;
-  auto world = agent::BuildTaskWorld(wo);
-  ASSERT_TRUE(world.ok());
-  ASSERT_TRUE(agent::WriteTaskWorld(*world, dir).ok());
-  auto index = testutil::RunCommand({BinaryPath("sandbox_worker/nbrl-sandbox"), "index",
-                                     dir + "/corpus.jsonl", dir + "/index",
-                                     "run.dir=" + dir, "metrics.enabled=false"});
-  ASSERT_TRUE(index.ok() && index->exit_code == 0);
-
-  // A tiny random Qwen2-shaped checkpoint with a tokenizer trained on the corpus.
-  std::string corpus;
-  for (const auto& d : world->documents) absl::StrAppend(&corpus, d.text);
-  model::BpeTrainerOptions bo;
-  bo.vocab_size = 600;
-  auto files = model::TrainBpeTokenizer(corpus, bo);
-  ASSERT_TRUE(files.ok());
-  const std::string ckpt = dir + "/model";
-  ASSERT_TRUE(model::WriteTokenizerFiles(*files, ckpt).ok());
-  auto tok = model::Tokenizer::Load(ckpt);
-  ASSERT_TRUE(tok.ok());
-  model::ModelConfig mc;
-  mc.vocab_size = (*tok)->vocab_size();
-  mc.hidden_size = 32;
-  mc.intermediate_size = 64;
-  mc.num_hidden_layers = 1;
-  mc.num_attention_heads = 4;
-  mc.num_key_value_heads = 2;
-  mc.head_dim = 8;
-  mc.max_position_embeddings = 4096;
-  auto m = model::Transformer::Create(mc, {});
-  ASSERT_TRUE(m.ok());
-  ASSERT_TRUE(model::SaveTransformer(**m, ckpt).ok());
+  auto run = testutil::MakeTinyRun(dir);
+  ASSERT_TRUE(run.ok()) << run.status();
+  const std::string ckpt = run->model;
 
   const std::string sock = "unix:" + dir + "/sandbox.sock";
   auto sandbox = Subprocess::Start(
       {BinaryPath("sandbox_worker/nbrl-sandbox"), "serve", "sandbox.address=" + sock,
-       "sandbox.tools.index=" + dir + "/index", "run.dir=" + dir, "log.level=warning"});
+       "sandbox.tools.index=" + run->index, "run.dir=" + dir, "log.level=warning"});
   ASSERT_TRUE(sandbox.ok());
   ASSERT_TRUE((*sandbox)->WaitForLine("ready", absl::Seconds(60)).ok());
 
@@ -83,11 +42,10 @@ TEST(ClusterTest, ActorsFeedTheLearnerAndFollowItsWeights) {
 
   auto actor = Subprocess::Start(
       {BinaryPath("actor/nbrl-actor"), "model.path=" + ckpt, "run.dir=" + dir,
-       "actor.learner=" + address, "actor.sandbox=" + sock,
-       "actor.data=" + dir + "/train.jsonl", "actor.group_size=2",
-       "actor.groups_per_batch=2", "actor.max_steps=2", "actor.max_action_tokens=48",
-       "actor.context_tokens=2048", "process.shutdown_grace=60s",
-       "metrics.enabled=false"});
+       "actor.learner=" + address, "actor.sandbox=" + sock, "actor.data=" + run->train,
+       "actor.group_size=2", "actor.groups_per_batch=2", "actor.max_steps=2",
+       "actor.max_action_tokens=48", "actor.context_tokens=2048",
+       "process.shutdown_grace=60s", "metrics.enabled=false"});
   ASSERT_TRUE(actor.ok());
   ASSERT_TRUE((*actor)->WaitForLine("ready", absl::Seconds(60)).ok());
 

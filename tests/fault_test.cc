@@ -1,0 +1,199 @@
+// Faults during a real run (nbrl-sandbox, nbrl-learner, two nbrl-actor processes on
+// loopback), then exact accounting:
+//
+//   1. an actor is killed with SIGKILL mid-run and restarted in the same slot: it
+//      continues its data where its accepted groups left off;
+//   2. the learner is killed with SIGKILL, its newest checkpoint is corrupted, and it
+//      is restarted on the same port: it skips the corrupt checkpoint, resumes from
+//      the one before, replays the journal of acknowledged groups, and the actors
+//      reconnect and re-send what was never acknowledged;
+//   3. the run finishes: steps 1..N each appear once in the step log, no group id is
+//      trained twice, and the last checkpoint verifies.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "learner/checkpoint.h"
+#include "tests/testing/subprocess.h"
+#include "tests/testing/tiny_run.h"
+
+namespace nbrl {
+namespace {
+
+using testutil::BinaryPath;
+using testutil::Subprocess;
+
+// The step records of rank 0 so far.
+std::vector<nlohmann::json> Steps(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/steps/rank-0.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object()) out.push_back(j);
+  }
+  return out;
+}
+
+// Waits until rank 0 has logged step `step`.
+bool WaitForStep(const std::string& run_dir, int64_t step, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    for (const auto& j : Steps(run_dir)) {
+      if (j["step"].get<int64_t>() >= step) return true;
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
+}
+
+class FaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testutil::MakeTempDir("nbrl-fault");
+    auto run = testutil::MakeTinyRun(dir_);
+    ASSERT_TRUE(run.ok()) << run.status();
+    run_ = *run;
+    sock_ = "unix:" + dir_ + "/sandbox.sock";
+    auto sandbox = Subprocess::Start(
+        {BinaryPath("sandbox_worker/nbrl-sandbox"), "serve", "sandbox.address=" + sock_,
+         "sandbox.tools.index=" + run_.index, "run.dir=" + dir_, "log.level=warning",
+         "metrics.enabled=false"});
+    ASSERT_TRUE(sandbox.ok());
+    sandbox_ = std::move(*sandbox);
+    ASSERT_TRUE(sandbox_->WaitForLine("ready", absl::Seconds(60)).ok());
+  }
+
+  std::unique_ptr<Subprocess> StartLearner(const std::string& address) {
+    auto p = Subprocess::Start(
+        {BinaryPath("learner/nbrl-learner"), "model.path=" + run_.model,
+         "run.dir=" + dir_, "learner.address=" + address, "learner.batch_groups=2",
+         "learner.max_steps=" + std::to_string(kSteps), "learner.lr=1e-3",
+         "learner.max_staleness=100", "learner.checkpoint_every=1",
+         "learner.keep_checkpoints=3", "metrics.enabled=false"});
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? std::move(*p) : nullptr;
+  }
+
+  std::unique_ptr<Subprocess> StartActor(int rank, const std::string& learner) {
+    auto p = Subprocess::Start(
+        {BinaryPath("actor/nbrl-actor"), "model.path=" + run_.model, "run.dir=" + dir_,
+         "process.rank=" + std::to_string(rank), "actor.shards=2",
+         "actor.learner=" + learner, "actor.sandbox=" + sock_,
+         "actor.data=" + run_.train, "actor.group_size=2", "actor.groups_per_batch=1",
+         "actor.max_steps=2", "actor.max_action_tokens=32", "actor.context_tokens=2048",
+         "metrics.enabled=false"});
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? std::move(*p) : nullptr;
+  }
+
+  static constexpr int kSteps = 7;
+  std::string dir_, sock_;
+  testutil::TinyRun run_;
+  std::unique_ptr<Subprocess> sandbox_;
+};
+
+TEST_F(FaultTest, KilledActorsAndLearnerLoseAndRepeatNothing) {
+  std::unique_ptr<Subprocess> learner = StartLearner("127.0.0.1:0");
+  ASSERT_NE(learner, nullptr);
+  auto ready = learner->WaitForLine("ready address=", absl::Seconds(60));
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  const std::string address = ready->substr(ready->find('=') + 1);
+  std::unique_ptr<Subprocess> actors[2] = {StartActor(0, address),
+                                           StartActor(1, address)};
+  ASSERT_NE(actors[0], nullptr);
+  ASSERT_NE(actors[1], nullptr);
+
+  // 1. SIGKILL actor 1 after step 2, and restart it in the same slot.
+  ASSERT_TRUE(WaitForStep(dir_, 2, absl::Seconds(240))) << learner->stderr_text();
+  ASSERT_TRUE(actors[1]->Signal(SIGKILL).ok());
+  ASSERT_TRUE(actors[1]->Wait(absl::Seconds(30)).ok());
+  actors[1] = StartActor(1, address);
+  ASSERT_NE(actors[1], nullptr);
+  ASSERT_TRUE(actors[1]->WaitForLine("ready", absl::Seconds(60)).ok())
+      << actors[1]->stderr_text();
+
+  // 2. SIGKILL the learner after step 4, corrupt its newest checkpoint, restart it.
+  const std::string root = dir_ + "/checkpoints";
+  absl::Time deadline = absl::Now() + absl::Seconds(240);
+  while (absl::Now() < deadline) {
+    auto c = learner::FindLatestCheckpoint(root, nullptr);
+    if (c.ok() && c->step >= 4) break;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE(learner->Signal(SIGKILL).ok());
+  ASSERT_TRUE(learner->Wait(absl::Seconds(30)).ok());
+  auto newest = learner::FindLatestCheckpoint(root, nullptr);
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  ASSERT_GE(newest->step, 4);
+  {
+    std::fstream f(newest->dir + "/model.safetensors",
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  const int64_t killed_at = static_cast<int64_t>(Steps(dir_).size());
+  learner = StartLearner(address);
+  ASSERT_NE(learner, nullptr);
+  ASSERT_TRUE(learner->WaitForLine("ready address=", absl::Seconds(60)).ok())
+      << learner->stderr_text();
+
+  // 3. The run completes; the learner exits by itself and asks the actors to stop.
+  auto status = learner->Wait(absl::Seconds(300));
+  ASSERT_TRUE(status.ok()) << status.status();
+  const std::string& log = learner->stderr_text();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << log;
+  EXPECT_TRUE(absl::StrContains(log, "fails verification")) << log;
+  EXPECT_TRUE(absl::StrContains(
+      log,
+      absl::StrCat("resumed from ", learner::CheckpointDir(root, newest->step - 1))))
+      << log;
+  // The groups trained in the lost step were acknowledged after the checkpoint it
+  // resumed from: only the journal has them.
+  size_t at = log.find("acknowledged groups from the journal queued again");
+  ASSERT_NE(at, std::string::npos) << log;
+  size_t begin = log.rfind("; ", at);
+  ASSERT_NE(begin, std::string::npos);
+  EXPECT_GE(std::stoi(log.substr(begin + 2, at - begin - 2)), 2)
+      << log.substr(begin, 80);
+  for (auto& a : actors) {
+    auto st = a->Wait(absl::Seconds(120));
+    ASSERT_TRUE(st.ok()) << st.status();
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << a->stderr_text();
+  }
+  EXPECT_TRUE(absl::StrContains(actors[1]->stderr_text(), "data continues after"))
+      << actors[1]->stderr_text();
+
+  // Exact accounting.
+  std::vector<nlohmann::json> steps = Steps(dir_);
+  ASSERT_EQ(steps.size(), static_cast<size_t>(kSteps)) << "killed at " << killed_at;
+  std::set<std::string> trained;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    EXPECT_EQ(steps[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
+    for (const auto& id : steps[i]["groups"]) {
+      EXPECT_TRUE(trained.insert(id.get<std::string>()).second)
+          << "group " << id << " trained twice";
+    }
+  }
+  EXPECT_EQ(trained.size(), static_cast<size_t>(2 * kSteps));
+  auto last = learner::FindLatestCheckpoint(root, nullptr);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->step, kSteps);
+  EXPECT_TRUE(std::filesystem::exists(last->dir + "/tokenizer.json"));
+
+  ASSERT_TRUE(sandbox_->Signal(SIGTERM).ok());
+  EXPECT_TRUE(sandbox_->Wait(absl::Seconds(60)).ok());
+}
+
+}  // namespace
+}  // namespace nbrl

@@ -1,0 +1,31 @@
+// The inputs of a small real run, made on the spot: a task world with its search
+// index, and a tiny random Qwen2-shaped checkpoint whose BPE tokenizer is trained
+// on the world's corpus. For integration tests of the whole loop.
+#ifndef NBRL_TESTS_TESTING_TINY_RUN_H_
+#define NBRL_TESTS_TESTING_TINY_RUN_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace nbrl::testutil {
+
+struct TinyRun {
+  std::string dir;    // everything lives under it
+  std::string model;  // checkpoint folder (config.json, safetensors, tokenizer)
+  std::string train;  // train.jsonl
+  std::string index;  // the sandbox tools' Xapian index
+};
+
+struct TinyRunOptions {
+  int train_questions = 20;
+  uint64_t seed = 2;
+};
+
+// Builds a TinyRun under `dir` (nbrl-sandbox must be built: it indexes the corpus).
+absl::StatusOr<TinyRun> MakeTinyRun(const std::string& dir,
+                                    const TinyRunOptions& options = {});
+
+}  // namespace nbrl::testutil
+
+#endif  // NBRL_TESTS_TESTING_TINY_RUN_H_
