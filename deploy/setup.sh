@@ -38,6 +38,9 @@ packages=(
   bubblewrap libseccomp-dev libxapian-dev python3
   # sandbox benchmark (bench/sandbox_bench): the Jupyter-kernel baseline L0 runs
   python3-ipykernel python3-jupyter-client
+  # learner benchmark (bench/learner_bench): the Python grpcio peer, stubs generated
+  # at run time by grpc_tools
+  python3-grpcio python3-grpc-tools
   # tests
   libgtest-dev libgmock-dev curl
   # tests: the independent numerical reference for model/ (tests/reference/*.py, bench/)
