@@ -123,7 +123,7 @@ absl::Status LearnerClient::Send(v1::TrajectoryGroup group, absl::Time deadline)
   absl::MutexLock lock(&mu_);
   if (!started_) return absl::FailedPreconditionError("call Start before Send");
   auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return closing_ || unacked_.size() < options_.max_unacked;
+    return closing_ || shutdown_requested_ || unacked_.size() < options_.max_unacked;
   };
   if (!mu_.AwaitWithDeadline(absl::Condition(&room), deadline)) {
     return absl::DeadlineExceededError(
@@ -131,6 +131,9 @@ absl::Status LearnerClient::Send(v1::TrajectoryGroup group, absl::Time deadline)
                      " groups are still waiting for the learner's acknowledgement"));
   }
   if (closing_) return absl::CancelledError("the learner client is closing");
+  if (shutdown_requested_ && unacked_.size() >= options_.max_unacked) {
+    return absl::CancelledError("the learner ended the run");
+  }
   unacked_.push_back(std::move(group));
   return absl::OkStatus();
 }
@@ -250,7 +253,10 @@ void LearnerClient::HeartbeatLoop() {
     if (st.ok()) {
       learner_version_ =
           std::max(learner_version_.load(), resp.current_policy_version());
-      if (resp.shutdown_requested()) shutdown_requested_ = true;
+      if (resp.shutdown_requested()) {
+        absl::MutexLock lock(&mu_);  // wakes a Send waiting for room
+        shutdown_requested_ = true;
+      }
     } else if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
       (void)RegisterOnce();
     }

@@ -81,7 +81,8 @@ class LearnerClient {
   absl::Status Start(uint64_t policy_version, absl::Time deadline);
 
   // Queues a group; blocks while max_unacked are in flight, up to `deadline`
-  // (DeadlineExceeded). Cancelled after Close.
+  // (DeadlineExceeded). Cancelled after Close, or when the learner ended the run
+  // while the queue is full.
   absl::Status Send(v1::TrajectoryGroup group, absl::Time deadline);
   // Waits until every queued group is acknowledged. DeadlineExceeded otherwise.
   absl::Status Flush(absl::Time deadline);

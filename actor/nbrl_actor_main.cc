@@ -18,6 +18,7 @@
 #include "agent/dataset.h"
 #include "agent/episode_runner.h"
 #include "agent/model_policy.h"
+#include "agent/scripted_policy.h"
 #include "agent/task_family.h"
 #include "common/metrics.h"
 #include "common/process.h"
@@ -41,8 +42,13 @@ absl::Status Run(common::ProcessContext& ctx) {
     }
   }
   const std::string model_path = c.GetString("model.path");
-  ASSIGN_OR_RETURN(std::unique_ptr<model::Transformer> model,
-                   model::LoadTransformer(model_path));
+  // "scripted": the task world's expert makes the demonstrations (SFT warm starts,
+  // learner.mode=sft); the model folder only provides the tokenizer.
+  const bool scripted = c.GetString("actor.policy") == "scripted";
+  std::unique_ptr<model::Transformer> model;
+  if (!scripted) {
+    ASSIGN_OR_RETURN(model, model::LoadTransformer(model_path));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<model::Tokenizer> tokenizer,
                    model::Tokenizer::Load(model_path));
   ASSIGN_OR_RETURN(std::unique_ptr<model::ChatTemplate> chat,
@@ -65,8 +71,22 @@ absl::Status Run(common::ProcessContext& ctx) {
   mpo.max_episodes = group_size * groups_per_batch;
   mpo.temperature = c.GetDouble("actor.temperature");
   mpo.seed = static_cast<uint64_t>(c.GetInt("run.seed")) * 1000 + rank;
-  ASSIGN_OR_RETURN(std::unique_ptr<agent::ModelPolicy> policy,
-                   agent::ModelPolicy::Create(model.get(), tokenizer.get(), mpo));
+  std::unique_ptr<agent::ModelPolicy> model_policy;
+  std::unique_ptr<agent::ScriptedPolicy> scripted_policy;
+  agent::Policy* policy = nullptr;
+  if (scripted) {
+    agent::ScriptedPolicyOptions so;
+    so.noise = c.GetDouble("actor.noise");
+    so.seed = static_cast<uint64_t>(c.GetInt("run.seed")) * 1000 + rank;
+    scripted_policy = std::make_unique<agent::ScriptedPolicy>(tokenizer.get(), so);
+    policy = scripted_policy.get();
+  } else {
+    ASSIGN_OR_RETURN(model_policy,
+                     agent::ModelPolicy::Create(model.get(), tokenizer.get(), mpo));
+    policy = model_policy.get();
+  }
+  // The weight version the episodes run with (the scripted expert has none: 0).
+  uint64_t running_version = 0;
 
   GrpcSandboxOptions sbo;
   sbo.address = c.GetString("actor.sandbox");
@@ -135,12 +155,11 @@ absl::Status Run(common::ProcessContext& ctx) {
   eo.context.context_tokens = static_cast<int>(c.GetInt("actor.context_tokens"));
   eo.context.max_action_tokens = static_cast<int>(c.GetInt("actor.max_action_tokens"));
   eo.cell_timeout = c.GetDuration("actor.cell_timeout");
-  agent::EpisodeRunner runner(tokenizer.get(), chat.get(), policy.get(), sandbox.get(),
-                              eo);
+  agent::EpisodeRunner runner(tokenizer.get(), chat.get(), policy, sandbox.get(), eo);
   std::cout << "ready actor=" << actor_id << std::endl;
   // Sample with the learner's weights from the first episode on (after a learner
   // resume they are the checkpoint's, not model.path's).
-  await_weights(0);
+  if (!scripted) await_weights(0);
 
   const int64_t max_groups = c.GetInt("actor.max_groups");
   int64_t sent = 0;
@@ -153,11 +172,12 @@ absl::Status Run(common::ProcessContext& ctx) {
         absl::MutexLock lock(&mu);
         v = std::move(pending);
       }
-      if (v) {
+      if (v && !scripted) {
         ASSIGN_OR_RETURN(model::TensorMap tensors, model::DecodeWeights(*v));
         RETURN_IF_ERROR(model->LoadStateDict(tensors, "weight version"));
-        RETURN_IF_ERROR(policy->ResetAll());
-        policy->set_version(v->manifest.version());
+        RETURN_IF_ERROR(model_policy->ResetAll());
+        model_policy->set_version(v->manifest.version());
+        running_version = v->manifest.version();
         learner->set_policy_version(v->manifest.version());
         version_gauge.Set(static_cast<double>(v->manifest.version()));
         LOG(INFO) << "actor: now sampling with weight version "
@@ -190,15 +210,17 @@ absl::Status Run(common::ProcessContext& ctx) {
       v1::TrajectoryGroup msg = MakeGroup(
           absl::StrCat(actor_id, "-", incarnation, "-g", sent), actor_id,
           c.GetString("actor.data"), examples[g].id, family->name(), group, cursors[g]);
-      RETURN_IF_ERROR(learner->Send(std::move(msg), absl::InfiniteFuture()));
+      absl::Status st = learner->Send(std::move(msg), absl::InfiniteFuture());
+      if (!st.ok() && learner->shutdown_requested()) break;  // the run is over
+      RETURN_IF_ERROR(st);
       groups_sent.Increment();
       ++sent;
     }
     LOG(INFO) << "actor: sent " << sent << " groups, mean reward "
               << reward / static_cast<double>(records.size()) << ", version "
-              << policy->version();
+              << running_version;
     // Synchronous training: the next batch waits for the weights this one trains.
-    if (sync) await_weights(policy->version());
+    if (sync && !scripted) await_weights(running_version);
   }
   // A finished run trains nothing more: do not wait long for acknowledgements.
   absl::Status flushed =

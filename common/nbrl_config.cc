@@ -189,6 +189,13 @@ void DeclareActor(ConfigSchema& s) {
   s.Int("actor.context_tokens", 4096, "Context budget of an episode, in tokens.", 64);
   s.Int("actor.max_action_tokens", 512, "Tokens one action may take.", 8);
   s.Double("actor.temperature", 1.0, "Sampling temperature.", 0.0);
+  s.String("actor.policy", "model",
+           "model: sample from the policy the learner trains; scripted: the task "
+           "world's expert writes demonstrations (for learner.mode=sft warm starts).",
+           {"model", "scripted"});
+  s.Double("actor.noise", 0.0,
+           "Scripted expert only: probability that an episode has one fault.", 0.0,
+           1.0);
   s.Duration("actor.cell_timeout", absl::Seconds(10), "Wall-clock limit of one cell.");
 }
 

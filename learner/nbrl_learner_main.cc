@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -260,10 +261,13 @@ absl::Status Run(common::ProcessContext& ctx) {
 
   IngestorOptions io;
   io.capacity = static_cast<size_t>(c.GetInt("learner.queue_groups"));
-  io.max_staleness = c.GetBool("learner.sync")
+  // Demonstrations (sft) do not come from the policy: no staleness, no thinning.
+  const bool sft = c.GetString("learner.mode") == "sft";
+  io.max_staleness = sft ? std::numeric_limits<uint64_t>::max()
+                     : c.GetBool("learner.sync")
                          ? 0
                          : static_cast<uint64_t>(c.GetInt("learner.max_staleness"));
-  io.uniform_group_keep = c.GetDouble("learner.uniform_group_keep");
+  io.uniform_group_keep = sft ? 1.0 : c.GetDouble("learner.uniform_group_keep");
   io.limits.vocab_size = policy->config().vocab_size;
   io.seed = static_cast<uint64_t>(c.GetInt("run.seed"));
   Ingestor ingestor(io, ctx.registry.get());

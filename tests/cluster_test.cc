@@ -7,8 +7,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "model/checkpoint.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/tiny_run.h"
 
@@ -74,6 +76,60 @@ TEST(ClusterTest, ActorsFeedTheLearnerAndFollowItsWeights) {
   auto sandbox_status = (*sandbox)->Wait(absl::Seconds(60));
   ASSERT_TRUE(sandbox_status.ok());
   EXPECT_EQ(WEXITSTATUS(*sandbox_status), 0) << (*sandbox)->stderr_text();
+}
+
+// The warm-start path: the scripted expert's demonstrations, from actors through
+// the same stream, train the model with SFT, and the result is a checkpoint.
+TEST(ClusterTest, ScriptedActorsFeedAnSftWarmStart) {
+  const std::string dir = testutil::MakeTempDir("nbrl-sft");
+  auto run = testutil::MakeTinyRun(dir);
+  ASSERT_TRUE(run.ok()) << run.status();
+  const std::string sock = "unix:" + dir + "/sandbox.sock";
+  auto sandbox = Subprocess::Start(
+      {BinaryPath("sandbox_worker/nbrl-sandbox"), "serve", "sandbox.address=" + sock,
+       "sandbox.tools.index=" + run->index, "run.dir=" + dir, "log.level=warning",
+       "metrics.enabled=false"});
+  ASSERT_TRUE(sandbox.ok());
+  ASSERT_TRUE((*sandbox)->WaitForLine("ready", absl::Seconds(60)).ok());
+  auto learner = Subprocess::Start(
+      {BinaryPath("learner/nbrl-learner"), "model.path=" + run->model, "run.dir=" + dir,
+       "learner.mode=sft", "learner.batch_groups=2", "learner.max_steps=3",
+       "learner.lr=1e-2", "metrics.enabled=false"});
+  ASSERT_TRUE(learner.ok());
+  auto ready = (*learner)->WaitForLine("ready address=", absl::Seconds(60));
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  auto actor = Subprocess::Start(
+      {BinaryPath("actor/nbrl-actor"), "model.path=" + run->model, "run.dir=" + dir,
+       "actor.learner=" + ready->substr(ready->find('=') + 1), "actor.sandbox=" + sock,
+       "actor.data=" + run->train, "actor.policy=scripted", "actor.group_size=2",
+       "actor.groups_per_batch=2", "metrics.enabled=false"});
+  ASSERT_TRUE(actor.ok());
+
+  auto status = (*learner)->Wait(absl::Seconds(300));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << (*learner)->stderr_text();
+  auto actor_status = (*actor)->Wait(absl::Seconds(120));
+  ASSERT_TRUE(actor_status.ok()) << actor_status.status();
+  EXPECT_TRUE(WIFEXITED(*actor_status) && WEXITSTATUS(*actor_status) == 0)
+      << (*actor)->stderr_text();
+
+  // Three steps, trained on demonstrations that mostly solve their questions.
+  auto steps = common::ReadFile(dir + "/steps/rank-0.jsonl");
+  ASSERT_TRUE(steps.ok()) << steps.status();
+  std::vector<std::string> lines = absl::StrSplit(*steps, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << *steps;
+  EXPECT_TRUE(absl::StrContains(lines[0], "\"reward_mean\":")) << lines[0];
+  EXPECT_FALSE(absl::StrContains(lines[0], "\"reward_mean\":0,")) << lines[0];
+  // The checkpoint is a model folder that differs from where it started.
+  auto before = model::LoadTransformer(run->model);
+  auto after = model::LoadTransformer(dir + "/checkpoints/step-00000003");
+  ASSERT_TRUE(before.ok() && after.ok()) << after.status();
+  auto a = (*before)->StateDict(), b = (*after)->StateDict();
+  EXPECT_FALSE(torch::equal(a.at("lm_head.weight"), b.at("lm_head.weight")));
+
+  ASSERT_TRUE((*sandbox)->Signal(SIGTERM).ok());
+  EXPECT_TRUE((*sandbox)->Wait(absl::Seconds(60)).ok());
 }
 
 }  // namespace
