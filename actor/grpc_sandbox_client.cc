@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
+#include "common/utf8.h"
 
 namespace nbrl::actor {
 namespace {
@@ -45,7 +46,9 @@ class GrpcSession : public agent::SandboxSession {
     SetDeadline(&ctx, timeout + options_.rpc_margin);
     v1::ExecuteRequest req;
     req.set_session_id(id_);
-    req.set_code(code);
+    // Model output may hold any bytes; a proto string must be UTF-8 (and so must
+    // Python source).
+    req.set_code(common::SanitizeUtf8(code));
     *req.mutable_timeout() = ToProto(timeout);
     v1::ExecuteResponse resp;
     grpc::Status st = stub_->Execute(&ctx, req, &resp);

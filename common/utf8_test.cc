@@ -1,0 +1,42 @@
+#include "common/utf8.h"
+
+#include "gtest/gtest.h"
+
+namespace nbrl::common {
+namespace {
+
+TEST(Utf8Test, ValidTextIsKept) {
+  for (const char* s : {"", "print(1)", "caf\xC3\xA9", "\xE4\xB8\xAD\xE6\x96\x87",
+                        "\xF0\x9F\x98\x80 emoji", "\xF4\x8F\xBF\xBF"}) {
+    EXPECT_TRUE(IsValidUtf8(s)) << s;
+    EXPECT_EQ(SanitizeUtf8(s), s);
+  }
+}
+
+TEST(Utf8Test, InvalidBytesBecomeReplacementCharacters) {
+  const std::string r = "\xEF\xBF\xBD";
+  struct Case {
+    std::string in, out;
+  } cases[] = {
+      {"a\xFF"
+       "b",
+       "a" + r + "b"},  // never valid
+      {"\xC3", r},      // truncated at the end
+      {"\xE4\xB8"
+       "x",
+       r + "x"},                            // truncated in the middle: one U+FFFD
+      {"\xC0\xAF", r + r},                  // overlong
+      {"\xED\xA0\x80", r + r + r},          // a surrogate
+      {"\xF4\x90\x80\x80", r + r + r + r},  // above U+10FFFF
+      {"\x80\x80", r + r},                  // stray continuation bytes
+      {"ok\xF0\x9F\x98", "ok" + r},         // a torn emoji
+  };
+  for (const Case& c : cases) {
+    EXPECT_FALSE(IsValidUtf8(c.in));
+    EXPECT_EQ(SanitizeUtf8(c.in), c.out);
+    EXPECT_TRUE(IsValidUtf8(SanitizeUtf8(c.in)));
+  }
+}
+
+}  // namespace
+}  // namespace nbrl::common
