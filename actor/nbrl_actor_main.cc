@@ -194,7 +194,7 @@ absl::Status Run(common::ProcessContext& ctx) {
       for (int r = 0; r < group_size; ++r) {
         agent::EpisodeTask t;
         t.episode_id = episode_id++;
-        t.trajectory_id = absl::StrCat(actor_id, "-", t.episode_id);
+        t.trajectory_id = absl::StrCat(actor_id, "-", incarnation, "-", t.episode_id);
         t.example = examples.back();
         t.task_text = family->TaskText(t.example);
         tasks.push_back(std::move(t));

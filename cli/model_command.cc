@@ -131,7 +131,7 @@ int InitModelCommand(int argc, char** argv) {
   auto files = model::TrainBpeTokenizer(text, bo);
   if (!files.ok()) {
     std::cerr << "nbrl init-model: " << files.status().message() << "\n";
-    return 2;
+    return files.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
   const std::string out = flags["--out"];
   auto tokenizer = [&]() -> absl::StatusOr<std::unique_ptr<model::Tokenizer>> {
@@ -155,10 +155,13 @@ int InitModelCommand(int argc, char** argv) {
   model::TransformerOptions to;
   to.seed = static_cast<uint64_t>(seed);
   auto m = model::Transformer::Create(mc, to);
-  absl::Status saved = m.ok() ? model::SaveTransformer(**m, out) : m.status();
-  if (!saved.ok()) {
-    std::cerr << "nbrl init-model: " << saved.message() << "\n";
+  if (!m.ok()) {  // a shape the flags asked for that the model refuses
+    std::cerr << "nbrl init-model: " << m.status().message() << "\n";
     return 2;
+  }
+  if (absl::Status saved = model::SaveTransformer(**m, out); !saved.ok()) {
+    std::cerr << "nbrl init-model: " << saved.message() << "\n";
+    return 1;
   }
   std::cout << "wrote " << out << ": vocabulary " << mc.vocab_size << ", "
             << model::ParameterCount(mc) << " parameters (" << layers

@@ -134,6 +134,10 @@ void DeclareLearner(ConfigSchema& s) {
   s.Double("learner.lr", 1e-6, "AdamW learning rate.", 0.0);
   s.Double("learner.weight_decay", 0.0, "AdamW weight decay.", 0.0);
   s.Int("learner.warmup_steps", 0, "Linear learning-rate warm-up.", 0);
+  s.String("learner.schedule", "constant",
+           "Learning rate after the warm-up: constant, or cosine decay to 10% of lr "
+           "at learner.max_steps.",
+           {"constant", "cosine"});
   s.Double("learner.max_grad_norm", 1.0, "Gradient clipping (0: off).", 0.0);
   s.Double("learner.clip_low", 0.2, "Lower PPO clip (1 - clip_low).", 0.0, 0.99);
   s.Double("learner.clip_high", 0.28, "Upper PPO clip (1 + clip_high).", 0.0);

@@ -1,6 +1,7 @@
 #include "learner/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,12 +10,15 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "common/crc32c.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "glog/logging.h"
 #include "model/checkpoint.h"
 
 namespace nbrl::learner {
@@ -202,6 +206,26 @@ absl::Status CommitCheckpoint(const std::string& root, int64_t step, uint64_t ve
   }
   RETURN_IF_ERROR(SyncDirectory(root));
 
+  // Checkpoints past this one belong to a future that was abandoned (a resume from
+  // an older checkpoint, or learner.resume=never over an old run): set them aside
+  // so that keeping the newest never drops this run's. Unfinished ones go.
+  for (int64_t s : CheckpointSteps(root)) {
+    if (s <= step) continue;
+    const std::string aside = absl::StrFormat("%s/abandoned-step-%08d-%d", root, s,
+                                              absl::ToUnixSeconds(absl::Now()));
+    if (::rename(CheckpointDir(root, s).c_str(), aside.c_str()) != 0) {
+      return common::ErrnoToStatus(
+          errno, absl::StrCat("cannot set aside ", CheckpointDir(root, s)));
+    }
+    LOG(WARNING) << "checkpoint: " << CheckpointDir(root, s)
+                 << " is from an abandoned run past step " << step << "; moved to "
+                 << aside;
+  }
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (ParseNumbered(name, "step-", ".tmp") >= 0) fs::remove_all(e.path(), ec);
+  }
+
   // Keep the newest `keep`, and the journals from the oldest kept one on.
   std::vector<int64_t> steps = CheckpointSteps(root);
   if (keep > 0 && steps.size() > static_cast<size_t>(keep)) {
@@ -320,6 +344,29 @@ std::vector<std::string> JournalsFrom(const std::string& root, int rank, int64_t
   for (auto& [s, p] : found) out.push_back(p);
   return out;
 }
+
+absl::StatusOr<std::unique_ptr<CheckpointLock>> CheckpointLock::Acquire(
+    const std::string& root, int rank) {
+  const std::string path = absl::StrCat(root, "/LOCK-rank-", rank);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return common::ErrnoToStatus(errno, absl::StrCat("cannot open ", path));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {0};
+    ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    ::close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat("another learner of rank ", rank, " (pid ",
+                     n > 0 ? absl::StripAsciiWhitespace(buf) : "?", ") is using ", root,
+                     "; stop it first or give this one another run.dir"));
+  }
+  const std::string pid = absl::StrCat(::getpid(), "\n");
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The pid is only for the message above; the lock itself holds.
+  }
+  return std::unique_ptr<CheckpointLock>(new CheckpointLock(fd));
+}
+
+CheckpointLock::~CheckpointLock() { ::close(fd_); }
 
 uint64_t ReadPublishedVersion(const std::string& root) {
   absl::StatusOr<std::string> text = common::ReadFile(root + "/published-version");

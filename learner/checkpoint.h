@@ -10,9 +10,12 @@
 //     run_config.yaml   the resolved configuration of the run
 //     manifest.json     step, version, world size, and every file's size and CRC-32C;
 //                       written last
-//   <root>/journal/rank-<r>/from-step-00000042.log   accepted groups since
-//   (GroupJournal) <root>/published-version                          newest weight
-//   version published
+//   <root>/journal/rank-<r>/from-step-00000042.log
+//                       accepted groups since that checkpoint (GroupJournal)
+//   <root>/published-version
+//                       the newest weight version published
+//   <root>/LOCK-rank-<r>
+//                       held (flock) by the running learner of rank r
 //
 // A checkpoint is assembled in step-N.tmp and renamed into place once complete, so
 // a crash mid-write leaves the previous checkpoint untouched; FindLatestCheckpoint
@@ -25,6 +28,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -54,8 +58,10 @@ absl::Status WriteModelState(const std::string& root, int64_t step,
                              torch::optim::Optimizer& optimizer,
                              const std::string& tokenizer_dir,
                              const std::string& run_config_yaml);
-// Writes the manifest, renames step-N.tmp to step-N, and removes all but the newest
-// `keep` checkpoints and the journals no kept checkpoint needs.
+// Writes the manifest and renames step-N.tmp to step-N. Then sets aside checkpoints
+// past step N (an abandoned future) as abandoned-step-*, removes unfinished
+// step-*.tmp folders, and removes all but the newest `keep` checkpoints and the
+// journals no kept checkpoint needs.
 absl::Status CommitCheckpoint(const std::string& root, int64_t step, uint64_t version,
                               int world_size, int keep);
 
@@ -75,6 +81,20 @@ absl::Status LoadOptimizerState(const CheckpointInfo& checkpoint,
 
 // The journals of `rank` from `step` on, oldest first.
 std::vector<std::string> JournalsFrom(const std::string& root, int rank, int64_t step);
+
+// Holds <root>/LOCK (flock) for the life of the process, so two learners of the same
+// rank never share a checkpoint folder. FailedPrecondition naming the holder's pid
+// when another process has it.
+class CheckpointLock {
+ public:
+  static absl::StatusOr<std::unique_ptr<CheckpointLock>> Acquire(
+      const std::string& root, int rank);
+  ~CheckpointLock();
+
+ private:
+  explicit CheckpointLock(int fd) : fd_(fd) {}
+  int fd_;
+};
 
 // <root>/published-version: read (0 when absent) and write (atomically).
 uint64_t ReadPublishedVersion(const std::string& root);

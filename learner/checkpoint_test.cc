@@ -274,3 +274,56 @@ TEST(GroupJournalTest, IngestorJournalsAcceptedGroupsAndReplaysOnce) {
 
 }  // namespace
 }  // namespace nbrl::learner
+
+namespace nbrl::learner {
+namespace {
+
+TEST(CheckpointLockTest, ASecondLearnerOfTheSameRankIsRefused) {
+  const std::string root = TempDir();
+  auto first = CheckpointLock::Acquire(root, 0);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = CheckpointLock::Acquire(root, 0);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find(std::to_string(::getpid())),
+            std::string::npos)
+      << second.status();
+  EXPECT_TRUE(CheckpointLock::Acquire(root, 1).ok());  // another rank
+  first->reset();
+  EXPECT_TRUE(CheckpointLock::Acquire(root, 0).ok());  // released with the process
+}
+
+}  // namespace
+}  // namespace nbrl::learner
+
+namespace nbrl::learner {
+namespace {
+
+TEST(CheckpointTest, ACommitSetsAsideAnAbandonedFuture) {
+  const std::string root = TempDir();
+  auto m = TinyModel();
+  auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
+  ASSERT_TRUE(trainer.ok());
+  for (int s = 1; s <= 3; ++s) {
+    ASSERT_TRUE((*trainer)->Step({Group("g" + std::to_string(s), s)}).ok());
+    Checkpoint(root, **trainer, *m, s + 1, /*keep=*/2);
+  }
+  ASSERT_TRUE(common::MakeDirectories(CheckpointDir(root, 9) + ".tmp").ok());
+  // The learner resumed from step 1 (say 2 and 3 failed verification) and now
+  // commits step 2 again: step 3 belongs to the abandoned future.
+  (*trainer)->set_step(2);
+  Checkpoint(root, **trainer, *m, 9, /*keep=*/2);
+  EXPECT_FALSE(fs::exists(CheckpointDir(root, 3)));
+  EXPECT_FALSE(fs::exists(CheckpointDir(root, 9) + ".tmp"));
+  int aside = 0;
+  for (const auto& e : fs::directory_iterator(root)) {
+    if (e.path().filename().string().rfind("abandoned-step-00000003-", 0) == 0) ++aside;
+  }
+  EXPECT_EQ(aside, 1);
+  auto info = FindLatestCheckpoint(root, nullptr);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->step, 2);
+  EXPECT_EQ(info->version, 9u);
+}
+
+}  // namespace
+}  // namespace nbrl::learner

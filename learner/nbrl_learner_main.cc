@@ -1,6 +1,6 @@
 // nbrl-learner: one learner rank. Serves LearnerService (actors push trajectory
 // groups, follow weights), takes `learner.batch_groups` groups per optimizer step,
-// and (rank 0) publishes each new version of the weights.
+// and publishes each new version of the weights to its actors.
 //
 // Durability: every accepted group is journaled before it is acknowledged, a
 // checkpoint is written every learner.checkpoint_every steps and when the run ends,
@@ -51,6 +51,8 @@ TrainerOptions TrainerOptionsFrom(const common::Config& c) {
   o.warmup_steps = c.GetInt("learner.warmup_steps");
   o.max_grad_norm = c.GetDouble("learner.max_grad_norm");
   o.microbatch_tokens = c.GetInt("learner.microbatch_tokens");
+  o.schedule = c.GetString("learner.schedule");
+  o.total_steps = c.GetInt("learner.max_steps");
   return o;
 }
 
@@ -203,6 +205,9 @@ absl::Status Run(common::ProcessContext& ctx) {
   std::string root = c.GetString("learner.checkpoint_dir");
   if (root.empty()) root = ctx.run_dir + "/checkpoints";
   RETURN_IF_ERROR(common::MakeDirectories(root));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<CheckpointLock> lock,
+      CheckpointLock::Acquire(root, static_cast<int>(c.GetInt("process.rank"))));
   const int world_size = static_cast<int>(c.GetInt("learner.world_size"));
   const bool journal_sync = c.GetBool("learner.journal_sync");
 
@@ -239,10 +244,16 @@ absl::Status Run(common::ProcessContext& ctx) {
     RETURN_IF_ERROR(policy->LoadStateDict(weights, resume->dir));
   }
   std::unique_ptr<model::Transformer> reference;
-  if (c.GetDouble("learner.kl_coef") > 0) {
+  if (c.GetDouble("learner.kl_coef") > 0 && c.GetString("learner.mode") == "rl") {
     std::string ref_path = c.GetString("learner.reference");
     if (ref_path.empty()) ref_path = model_path;
     ASSIGN_OR_RETURN(reference, model::LoadTransformer(ref_path));
+    if (reference->config().vocab_size != policy->config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "learner.reference ", ref_path, " has a vocabulary of ",
+          reference->config().vocab_size, " tokens; the policy has ",
+          policy->config().vocab_size, ". The KL term needs the same tokenizer."));
+    }
     for (auto& p : reference->parameters()) p.set_requires_grad(false);
     LOG(INFO) << "learner: KL to the frozen reference " << ref_path << " (coef "
               << c.GetDouble("learner.kl_coef") << ")";
@@ -332,13 +343,14 @@ absl::Status Run(common::ProcessContext& ctx) {
     ASSIGN_OR_RETURN(common::WeightVersion w,
                      model::EncodeWeights(policy->StateDict(), version,
                                           static_cast<uint64_t>(trainer->step())));
-    RETURN_IF_ERROR(WritePublishedVersion(root, version));
+    if (rank == 0) RETURN_IF_ERROR(WritePublishedVersion(root, version));
     metrics.published_bytes.Increment(static_cast<double>(w.bytes.size()));
     publisher.Publish(std::make_shared<common::WeightVersion>(std::move(w)));
     metrics.version.Set(static_cast<double>(version));
     return absl::OkStatus();
   };
-  if (rank == 0) RETURN_IF_ERROR(publish());
+  // Every rank publishes to its own actors (the weights are equal on all ranks).
+  RETURN_IF_ERROR(publish());
 
   int64_t checkpointed = start_step;
   auto checkpoint = [&]() -> absl::Status {
@@ -412,17 +424,14 @@ absl::Status Run(common::ProcessContext& ctx) {
       break;
     }
     const StepStats& s = *stepped;
-    double publish_s = 0;
-    if (rank == 0) {
-      ++version;
-      absl::Time t = absl::Now();
-      if (absl::Status st = publish(); !st.ok()) {
-        failed = st;
-        break;
-      }
-      publish_s = absl::ToDoubleSeconds(absl::Now() - t);
-      metrics.Phase("publish", publish_s);
+    ++version;
+    absl::Time t_publish = absl::Now();
+    if (absl::Status st = publish(); !st.ok()) {
+      failed = st;
+      break;
     }
+    const double publish_s = absl::ToDoubleSeconds(absl::Now() - t_publish);
+    metrics.Phase("publish", publish_s);
     metrics.Phase("wait", wait_s);
     metrics.Phase("forward_backward", s.forward_backward_seconds);
     metrics.Phase("allreduce", s.allreduce_seconds);
