@@ -23,6 +23,7 @@ const std::vector<Command>& Commands() {
       {"world", "generate the embedded task world (documents and questions)",
        WorldCommand},
       {"data", "convert question-answering datasets to nbrl JSONL", DataCommand},
+      {"launch", "start and supervise a single-node run", LaunchCommand},
       {"init-model", "train a small tokenizer and write a random Qwen2-shaped model",
        InitModelCommand},
       {"eval", "evaluate a policy on a dataset through real sandboxes", EvalCommand},

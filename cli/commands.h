@@ -31,6 +31,10 @@ int WorldCommand(int argc, char** argv);
 // `nbrl data convert --format F IN OUT`: converts datasets to nbrl JSONL.
 int DataCommand(int argc, char** argv);
 
+// `nbrl launch [--config FILE] [key=value ...]`: starts and supervises a
+// single-node run (sandbox workers, learner ranks, actors).
+int LaunchCommand(int argc, char** argv);
+
 // `nbrl init-model --out DIR --text FILE...`: trains a small BPE tokenizer and
 // writes a randomly initialised Qwen2-shaped checkpoint.
 int InitModelCommand(int argc, char** argv);

@@ -169,6 +169,9 @@ void DeclareLearner(ConfigSchema& s) {
            "auto: continue from the newest valid checkpoint and replay the journal "
            "when there is one; never: start from model.path, discarding the journal.",
            {"auto", "never"});
+  s.Duration("learner.shutdown_grace", absl::Minutes(10),
+             "After SIGINT or SIGTERM, how long the learner may take to finish its step "
+             "and write the final checkpoint (process.shutdown_grace for the others).");
   s.Bool("learner.journal_sync", true,
          "fdatasync each accepted group before acknowledging it (survives a machine "
          "crash, not only a process crash).");
@@ -203,6 +206,17 @@ void DeclareActor(ConfigSchema& s) {
   s.Duration("actor.cell_timeout", absl::Seconds(10), "Wall-clock limit of one cell.");
 }
 
+void DeclareLaunch(ConfigSchema& s) {
+  s.Int("launch.actors", 2, "Actors `nbrl launch` starts on this node.", 1);
+  s.Int("launch.sandboxes", 1, "Sandbox workers `nbrl launch` starts on this node.", 1);
+  s.String("launch.bin_dir", "",
+           "Where nbrl-sandbox, nbrl-learner and nbrl-actor are (a build tree or a "
+           "bin folder); empty: next to the nbrl binary.");
+  s.Duration("launch.max_backoff", absl::Seconds(30),
+             "Longest wait before restarting a crashed actor or sandbox worker (the "
+             "wait doubles from 1 s).");
+}
+
 ConfigSchema BuildSchema() {
   ConfigSchema s;
   DeclareRun(s);
@@ -213,6 +227,7 @@ ConfigSchema BuildSchema() {
   DeclareModel(s);
   DeclareLearner(s);
   DeclareActor(s);
+  DeclareLaunch(s);
   return s;
 }
 

@@ -91,7 +91,7 @@ int RunProgram(const ProgramSpec& spec, int argc, char** argv) {
 
   // SIGINT/SIGTERM handling before anything else starts.
   absl::StatusOr<std::unique_ptr<ShutdownSignal>> shutdown =
-      ShutdownSignal::Install(config->GetDuration("process.shutdown_grace"));
+      ShutdownSignal::Install(config->GetDuration(spec.shutdown_grace_key));
   if (!shutdown.ok()) {
     PrintError(spec, shutdown.status());
     return kExitRunFailed;

@@ -60,6 +60,8 @@ struct ProgramSpec {
   std::vector<std::string> bool_flags;
   // The program. A non-OK status is printed to stderr and exits 1.
   std::function<absl::Status(ProcessContext&)> run;
+  // The configuration key of this program's shutdown grace (a Duration).
+  std::string shutdown_grace_key = "process.shutdown_grace";
 };
 
 int RunProgram(const ProgramSpec& spec, int argc, char** argv);

@@ -522,5 +522,6 @@ int main(int argc, char** argv) {
   spec.component = "learner";
   spec.summary = "a learner rank: ingests trajectory groups, trains, publishes weights";
   spec.run = nbrl::learner::Run;
+  spec.shutdown_grace_key = "learner.shutdown_grace";
   return nbrl::common::RunProgram(spec, argc, argv);
 }

@@ -1,0 +1,149 @@
+// `nbrl launch` with real processes: a crashed actor is restarted and counted, the
+// run ends at learner.max_steps; SIGTERM stops everything in order and leaves a
+// checkpoint, and the same command resumes the run from it.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "tests/testing/subprocess.h"
+#include "tests/testing/tiny_run.h"
+
+namespace nbrl {
+namespace {
+
+using testutil::BinaryPath;
+using testutil::Subprocess;
+
+int StepsLogged(const std::string& run_dir) {
+  auto text = common::ReadFile(run_dir + "/steps/rank-0.jsonl");
+  if (!text.ok()) return 0;
+  return static_cast<int>(
+      std::vector<std::string>(absl::StrSplit(*text, '\n', absl::SkipEmpty())).size());
+}
+
+bool WaitForSteps(const std::string& run_dir, int n, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (StepsLogged(run_dir) >= n) return true;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return false;
+}
+
+pid_t Pid(const std::string& run_dir, const std::string& name) {
+  auto text = common::ReadFile(run_dir + "/logs/" + name + ".pid");
+  int pid = -1;
+  if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid))
+    return -1;
+  return pid;
+}
+
+bool Alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+class LaunchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testutil::MakeTempDir("nbrl-launch");
+    auto run = testutil::MakeTinyRun(dir_);
+    ASSERT_TRUE(run.ok()) << run.status();
+    run_dir_ = dir_ + "/run";
+    config_ = dir_ + "/run.yaml";
+    ASSERT_TRUE(common::WriteFileAtomically(
+                    config_, absl::StrCat("run:\n  dir: ", run_dir_,
+                                          "\nmodel:\n  path: ", run->model,
+                                          "\nmetrics:\n  enabled: false\n"
+                                          "sandbox:\n  tools:\n    index: ",
+                                          run->index,
+                                          "\nlearner:\n  batch_groups: 2\n"
+                                          "  lr: 0.001\n  max_staleness: 100\n"
+                                          "  checkpoint_every: 2\n"
+                                          "actor:\n  data: ",
+                                          run->train,
+                                          "\n  group_size: 2\n  groups_per_batch: 1\n"
+                                          "  max_steps: 2\n  max_action_tokens: 32\n"
+                                          "  context_tokens: 2048\n"
+                                          "launch:\n  actors: 2\n"))
+                    .ok());
+  }
+
+  std::unique_ptr<Subprocess> Launch(const std::string& max_steps) {
+    auto p = Subprocess::Start({BinaryPath("cli/nbrl"), "launch", "--config", config_,
+                                "learner.max_steps=" + max_steps});
+    EXPECT_TRUE(p.ok()) << p.status();
+    return p.ok() ? std::move(*p) : nullptr;
+  }
+
+  std::string dir_, run_dir_, config_;
+};
+
+TEST_F(LaunchTest, RestartsACrashedActorAndFinishesTheRun) {
+  auto launch = Launch("4");
+  ASSERT_NE(launch, nullptr);
+  ASSERT_TRUE(WaitForSteps(run_dir_, 1, absl::Seconds(180)));
+  const pid_t victim = Pid(run_dir_, "actor-1");
+  ASSERT_TRUE(Alive(victim));
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+
+  auto status = launch->Wait(absl::Seconds(300));
+  ASSERT_TRUE(status.ok()) << status.status();
+  const std::string& err = launch->stderr_text();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << err;
+  EXPECT_TRUE(
+      absl::StrContains(err, "actor-1 killed by SIGKILL; restarting in 1s (restart 1)"))
+      << err;
+  EXPECT_TRUE(absl::StrContains(err, "run finished")) << err;
+  EXPECT_TRUE(absl::StrContains(err, "restarts 1")) << err;
+  EXPECT_EQ(StepsLogged(run_dir_), 4);
+  EXPECT_TRUE(
+      std::filesystem::exists(run_dir_ + "/checkpoints/step-00000004/manifest.json"));
+  const pid_t restarted = Pid(run_dir_, "actor-1");
+  EXPECT_NE(restarted, victim);
+  for (const char* name : {"sandbox-0", "learner-0", "actor-0", "actor-1"}) {
+    EXPECT_FALSE(Alive(Pid(run_dir_, name))) << name << " outlived the launcher";
+  }
+}
+
+TEST_F(LaunchTest, SigtermLeavesACheckpointAndTheSameCommandResumes) {
+  auto launch = Launch("0");  // until stopped
+  ASSERT_NE(launch, nullptr);
+  ASSERT_TRUE(WaitForSteps(run_dir_, 3, absl::Seconds(180)));
+  ASSERT_TRUE(launch->Signal(SIGTERM).ok());
+  auto status = launch->Wait(absl::Seconds(200));
+  ASSERT_TRUE(status.ok()) << status.status();
+  std::string err = launch->stderr_text();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << err;
+  EXPECT_TRUE(absl::StrContains(err, "Resume with: nbrl launch --config")) << err;
+  for (const char* name : {"sandbox-0", "learner-0", "actor-0", "actor-1"}) {
+    EXPECT_FALSE(Alive(Pid(run_dir_, name))) << name << " outlived the launcher";
+  }
+  const int stopped_at = StepsLogged(run_dir_);
+  ASSERT_GE(stopped_at, 3);
+  EXPECT_TRUE(std::filesystem::exists(absl::StrCat(
+      run_dir_, "/checkpoints/step-0000000", stopped_at, "/manifest.json")))
+      << "no checkpoint at the step the run stopped at (" << stopped_at << ")";
+
+  auto again = Launch(std::to_string(stopped_at + 2));
+  ASSERT_NE(again, nullptr);
+  status = again->Wait(absl::Seconds(300));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << again->stderr_text();
+  EXPECT_EQ(StepsLogged(run_dir_), stopped_at + 2);
+  auto learner_log = common::ReadFile(run_dir_ + "/logs/learner-0.log");
+  ASSERT_TRUE(learner_log.ok());
+  EXPECT_TRUE(
+      absl::StrContains(*learner_log, absl::StrCat("at step ", stopped_at, "; ")))
+      << *learner_log;
+}
+
+}  // namespace
+}  // namespace nbrl
