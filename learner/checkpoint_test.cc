@@ -11,6 +11,7 @@
 #include "learner/group_journal.h"
 #include "learner/trainer.h"
 #include "model/checkpoint.h"
+#include "model/model_test_util.h"
 #include "model/safetensors.h"
 
 namespace nbrl::learner {
@@ -26,19 +27,10 @@ std::string TempDir() {
 }
 
 std::unique_ptr<model::Transformer> TinyModel(uint64_t seed = 7) {
-  model::ModelConfig c;
-  c.vocab_size = 48;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 256;
   model::TransformerOptions o;
   o.seed = seed;
   o.init_std = 0.1;
-  auto m = model::Transformer::Create(c, o);
+  auto m = model::Transformer::Create(model::testing::SmallQwen2Config(), o);
   EXPECT_TRUE(m.ok()) << m.status();
   return *std::move(m);
 }
@@ -85,6 +77,15 @@ void Checkpoint(const std::string& root, Trainer& trainer, model::Transformer& m
                               "run:\n  seed: 1\n")
                   .ok());
   ASSERT_TRUE(CommitCheckpoint(root, trainer.step(), version, 1, keep).ok());
+}
+
+// Steps 1..3, a checkpoint after each (version step + 1), keeping two.
+void ThreeCheckpoints(const std::string& root, Trainer& trainer,
+                      model::Transformer& m) {
+  for (int s = 1; s <= 3; ++s) {
+    ASSERT_TRUE(trainer.Step({Group("g" + std::to_string(s), s)}).ok());
+    Checkpoint(root, trainer, m, s + 1, /*keep=*/2);
+  }
 }
 
 TEST(CheckpointTest, ResumedTrainerTakesTheSameStep) {
@@ -134,10 +135,7 @@ TEST(CheckpointTest, CorruptAndUnfinishedCheckpointsAreSkipped) {
   auto m = TinyModel();
   auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
   ASSERT_TRUE(trainer.ok());
-  for (int s = 1; s <= 3; ++s) {
-    ASSERT_TRUE((*trainer)->Step({Group("g" + std::to_string(s), s)}).ok());
-    Checkpoint(root, **trainer, *m, s + 1, /*keep=*/2);
-  }
+  ThreeCheckpoints(root, **trainer, *m);
   // keep=2: step 1 is gone.
   EXPECT_FALSE(fs::exists(CheckpointDir(root, 1)));
   ASSERT_TRUE(fs::exists(CheckpointDir(root, 2)));
@@ -272,12 +270,6 @@ TEST(GroupJournalTest, IngestorJournalsAcceptedGroupsAndReplaysOnce) {
   EXPECT_EQ(second.DataCursor("a").value_or(0), 13u);
 }
 
-}  // namespace
-}  // namespace nbrl::learner
-
-namespace nbrl::learner {
-namespace {
-
 TEST(CheckpointLockTest, ASecondLearnerOfTheSameRankIsRefused) {
   const std::string root = TempDir();
   auto first = CheckpointLock::Acquire(root, 0);
@@ -292,21 +284,12 @@ TEST(CheckpointLockTest, ASecondLearnerOfTheSameRankIsRefused) {
   EXPECT_TRUE(CheckpointLock::Acquire(root, 0).ok());  // released with the process
 }
 
-}  // namespace
-}  // namespace nbrl::learner
-
-namespace nbrl::learner {
-namespace {
-
 TEST(CheckpointTest, ACommitSetsAsideAnAbandonedFuture) {
   const std::string root = TempDir();
   auto m = TinyModel();
   auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
   ASSERT_TRUE(trainer.ok());
-  for (int s = 1; s <= 3; ++s) {
-    ASSERT_TRUE((*trainer)->Step({Group("g" + std::to_string(s), s)}).ok());
-    Checkpoint(root, **trainer, *m, s + 1, /*keep=*/2);
-  }
+  ThreeCheckpoints(root, **trainer, *m);
   ASSERT_TRUE(common::MakeDirectories(CheckpointDir(root, 9) + ".tmp").ok());
   // The learner resumed from step 1 (say 2 and 3 failed verification) and now
   // commits step 2 again: step 3 belongs to the abandoned future.

@@ -33,30 +33,6 @@ namespace {
 using testutil::BinaryPath;
 using testutil::Subprocess;
 
-// The step records of rank 0 so far.
-std::vector<nlohmann::json> Steps(const std::string& run_dir) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(run_dir + "/steps/rank-0.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_object()) out.push_back(j);
-  }
-  return out;
-}
-
-// Waits until rank 0 has logged step `step`.
-bool WaitForStep(const std::string& run_dir, int64_t step, absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    for (const auto& j : Steps(run_dir)) {
-      if (j["step"].get<int64_t>() >= step) return true;
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return false;
-}
-
 class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -115,7 +91,8 @@ TEST_F(FaultTest, KilledActorsAndLearnerLoseAndRepeatNothing) {
   ASSERT_NE(actors[1], nullptr);
 
   // 1. SIGKILL actor 1 after step 2, and restart it in the same slot.
-  ASSERT_TRUE(WaitForStep(dir_, 2, absl::Seconds(240))) << learner->stderr_text();
+  ASSERT_TRUE(testutil::WaitForSteps(dir_, 2, absl::Seconds(240)))
+      << learner->stderr_text();
   ASSERT_TRUE(actors[1]->Signal(SIGKILL).ok());
   ASSERT_TRUE(actors[1]->Wait(absl::Seconds(30)).ok());
   actors[1] = StartActor(1, address);
@@ -142,7 +119,7 @@ TEST_F(FaultTest, KilledActorsAndLearnerLoseAndRepeatNothing) {
     f.seekp(-3, std::ios::end);
     f.put('\x7f');
   }
-  const int64_t killed_at = static_cast<int64_t>(Steps(dir_).size());
+  const int64_t killed_at = static_cast<int64_t>(testutil::StepRecords(dir_).size());
   learner = StartLearner(address);
   ASSERT_NE(learner, nullptr);
   ASSERT_TRUE(learner->WaitForLine("ready address=", absl::Seconds(60)).ok())
@@ -175,7 +152,7 @@ TEST_F(FaultTest, KilledActorsAndLearnerLoseAndRepeatNothing) {
       << actors[1]->stderr_text();
 
   // Exact accounting.
-  std::vector<nlohmann::json> steps = Steps(dir_);
+  std::vector<nlohmann::json> steps = testutil::StepRecords(dir_);
   ASSERT_EQ(steps.size(), static_cast<size_t>(kSteps)) << "killed at " << killed_at;
   std::set<std::string> trained;
   for (size_t i = 0; i < steps.size(); ++i) {

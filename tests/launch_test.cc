@@ -25,19 +25,7 @@ using testutil::BinaryPath;
 using testutil::Subprocess;
 
 int StepsLogged(const std::string& run_dir) {
-  auto text = common::ReadFile(run_dir + "/steps/rank-0.jsonl");
-  if (!text.ok()) return 0;
-  return static_cast<int>(
-      std::vector<std::string>(absl::StrSplit(*text, '\n', absl::SkipEmpty())).size());
-}
-
-bool WaitForSteps(const std::string& run_dir, int n, absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (StepsLogged(run_dir) >= n) return true;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
-  return false;
+  return static_cast<int>(testutil::StepRecords(run_dir).size());
 }
 
 pid_t Pid(const std::string& run_dir, const std::string& name) {
@@ -89,7 +77,7 @@ class LaunchTest : public ::testing::Test {
 TEST_F(LaunchTest, RestartsACrashedActorAndFinishesTheRun) {
   auto launch = Launch("4");
   ASSERT_NE(launch, nullptr);
-  ASSERT_TRUE(WaitForSteps(run_dir_, 1, absl::Seconds(180)));
+  ASSERT_TRUE(testutil::WaitForSteps(run_dir_, 1, absl::Seconds(180)));
   const pid_t victim = Pid(run_dir_, "actor-1");
   ASSERT_TRUE(Alive(victim));
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
@@ -116,7 +104,7 @@ TEST_F(LaunchTest, RestartsACrashedActorAndFinishesTheRun) {
 TEST_F(LaunchTest, SigtermLeavesACheckpointAndTheSameCommandResumes) {
   auto launch = Launch("0");  // until stopped
   ASSERT_NE(launch, nullptr);
-  ASSERT_TRUE(WaitForSteps(run_dir_, 3, absl::Seconds(180)));
+  ASSERT_TRUE(testutil::WaitForSteps(run_dir_, 3, absl::Seconds(180)));
   ASSERT_TRUE(launch->Signal(SIGTERM).ok());
   auto status = launch->Wait(absl::Seconds(200));
   ASSERT_TRUE(status.ok()) << status.status();

@@ -1,6 +1,9 @@
 #include "tests/testing/tiny_run.h"
 
+#include <fstream>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "agent/task_world.h"
 #include "common/status_macros.h"
 #include "model/bpe_trainer.h"
@@ -57,6 +60,26 @@ absl::StatusOr<TinyRun> MakeTinyRun(const std::string& dir,
                    model::Transformer::Create(mc, {}));
   RETURN_IF_ERROR(model::SaveTransformer(*m, run.model));
   return run;
+}
+
+std::vector<nlohmann::json> StepRecords(const std::string& run_dir) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(run_dir + "/steps/rank-0.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object()) out.push_back(j);
+  }
+  return out;
+}
+
+bool WaitForSteps(const std::string& run_dir, size_t n, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (StepRecords(run_dir).size() < n) {
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return true;
 }
 
 }  // namespace nbrl::testutil

@@ -4,9 +4,12 @@
 #ifndef NBRL_TESTS_TESTING_TINY_RUN_H_
 #define NBRL_TESTS_TESTING_TINY_RUN_H_
 
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace nbrl::testutil {
 
@@ -25,6 +28,11 @@ struct TinyRunOptions {
 // Builds a TinyRun under `dir` (nbrl-sandbox must be built: it indexes the corpus).
 absl::StatusOr<TinyRun> MakeTinyRun(const std::string& dir,
                                     const TinyRunOptions& options = {});
+
+// The step records learner rank 0 has logged in <run_dir>/steps/rank-0.jsonl.
+std::vector<nlohmann::json> StepRecords(const std::string& run_dir);
+// Waits until there are at least `n` step records; false on timeout.
+bool WaitForSteps(const std::string& run_dir, size_t n, absl::Duration timeout);
 
 }  // namespace nbrl::testutil
 
