@@ -31,7 +31,10 @@
 #include "common/command_line.h"
 #include "common/config.h"
 #include "common/file_util.h"
+#include "common/metrics.h"
 #include "common/nbrl_config.h"
+#include "common/process.h"
+#include "prometheus/registry.h"
 
 namespace nbrl::cli {
 namespace {
@@ -185,6 +188,9 @@ int LaunchCommand(int argc, char** argv) {
       a.push_back(cl->config_path);
     }
     for (const std::string& o : cl->overrides) a.push_back(o);
+    // One metrics.port cannot serve several processes: each child picks a free
+    // one and announces it in <run.dir>/prometheus/<name>.json.
+    a.push_back("metrics.port=0");
     return a;
   };
   std::string resume = "nbrl launch";
@@ -196,6 +202,37 @@ int LaunchCommand(int argc, char** argv) {
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
+
+  // The launcher's own metrics: processes running by role, restarts by process.
+  auto registry = std::make_shared<prometheus::Registry>();
+  common::AddProcessMetrics(*registry, "launch");
+  common::MetricsOptions mo;
+  mo.enabled = c.GetBool("metrics.enabled");
+  mo.host = c.GetString("metrics.host");
+  mo.port = static_cast<int>(c.GetInt("metrics.port"));
+  auto metrics = common::MetricsServer::Start(mo, registry);
+  if (!metrics.ok()) {
+    std::cerr << "nbrl launch: " << metrics.status().message() << "\n";
+    return 2;
+  }
+  const std::string target = run_dir + "/prometheus/launch-0.json";
+  if ((*metrics)->port() != 0) {
+    (void)common::WriteFileAtomically(
+        target,
+        common::PrometheusTarget((*metrics)->address(), "launch", 0, common::RunId(c)));
+  }
+  struct RemoveTarget {
+    std::string path;
+    ~RemoveTarget() { std::remove(path.c_str()); }
+  } remove_target{target};
+  auto& running_gauge = common::GaugeFamily(*registry, "nbrl_launch_processes",
+                                            "Processes of the run that are running.");
+  auto& restarts_counter =
+      common::CounterFamily(*registry, "nbrl_launch_restarts_total",
+                            "Restarts of crashed actors and sandbox workers.");
+  auto& expected_gauge =
+      common::GaugeFamily(*registry, "nbrl_launch_processes_expected",
+                          "Processes the run should have running.");
 
   Supervisor sup(c.GetDuration("launch.max_backoff"));
   std::vector<std::string> sandbox_names, learner_names, actor_names;
@@ -324,6 +361,7 @@ int LaunchCommand(int argc, char** argv) {
                                  ".log. Resume with: ", resume));
       }
       if (e.restarting) {
+        restarts_counter.Add({{"process", e.name}}).Increment();
         std::cerr << (tty ? "\n" : "") << "nbrl launch: " << e.name << " "
                   << DescribeWaitStatus(e.wait_status) << "; restarting in "
                   << absl::FormatDuration(e.delay) << " (restart " << e.restarts
@@ -332,6 +370,16 @@ int LaunchCommand(int argc, char** argv) {
     }
     if (absl::Now() >= next_status) {
       next_status = absl::Now() + absl::Seconds(1);
+      for (const auto& [role, names] :
+           {std::pair<std::string, const std::vector<std::string>*>{"actor",
+                                                                    &actor_names},
+            {"learner", &learner_names},
+            {"sandbox", &sandbox_names}}) {
+        int up = 0;
+        for (const auto& n : *names) up += sup.running(n) ? 1 : 0;
+        running_gauge.Add({{"role", role}}).Set(up);
+        expected_gauge.Add({{"role", role}}).Set(static_cast<double>(names->size()));
+      }
       Progress p = ReadProgress(run_dir);
       int alive = 0;
       for (const auto& n : actor_names) alive += sup.running(n) ? 1 : 0;

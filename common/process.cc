@@ -36,7 +36,8 @@ void PrintError(const ProgramSpec& spec, const absl::Status& status) {
   std::cerr << spec.name << ": " << status.message() << "\n";
 }
 
-// Writes "[{targets, labels}]" for Prometheus file-based service discovery.
+}  // namespace
+
 std::string PrometheusTarget(const std::string& address, const std::string& component,
                              int64_t rank, const std::string& run_id) {
   return absl::StrCat("[{\"targets\": [\"", address,
@@ -52,8 +53,6 @@ std::string RunId(const Config& config) {
   size_t slash = dir.rfind('/');
   return slash == std::string::npos ? dir : dir.substr(slash + 1);
 }
-
-}  // namespace
 
 int RunProgram(const ProgramSpec& spec, int argc, char** argv) {
   CommandLineOptions cl_options;

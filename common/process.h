@@ -66,6 +66,12 @@ struct ProgramSpec {
 
 int RunProgram(const ProgramSpec& spec, int argc, char** argv);
 
+// "[{targets, labels}]": a Prometheus file-based discovery entry for one process.
+std::string PrometheusTarget(const std::string& address, const std::string& component,
+                             int64_t rank, const std::string& run_id);
+// run.id, or the last component of run.dir.
+std::string RunId(const Config& config);
+
 }  // namespace nbrl::common
 
 #endif  // NBRL_COMMON_PROCESS_H_

@@ -49,7 +49,7 @@ class LaunchTest : public ::testing::Test {
     ASSERT_TRUE(common::WriteFileAtomically(
                     config_, absl::StrCat("run:\n  dir: ", run_dir_,
                                           "\nmodel:\n  path: ", run->model,
-                                          "\nmetrics:\n  enabled: false\n"
+                                          "\nmetrics:\n  enabled: true\n"
                                           "sandbox:\n  tools:\n    index: ",
                                           run->index,
                                           "\nlearner:\n  batch_groups: 2\n"
@@ -81,6 +81,28 @@ TEST_F(LaunchTest, RestartsACrashedActorAndFinishesTheRun) {
   const pid_t victim = Pid(run_dir_, "actor-1");
   ASSERT_TRUE(Alive(victim));
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  // The launcher restarts it (a new pid) and counts the restart in its metrics.
+  absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while ((Pid(run_dir_, "actor-1") == victim || !Alive(Pid(run_dir_, "actor-1"))) &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  absl::SleepFor(absl::Seconds(1.5));  // a status tick
+  auto target = common::ReadFile(run_dir_ + "/prometheus/launch-0.json");
+  ASSERT_TRUE(target.ok()) << target.status();
+  const size_t colon = target->find("127.0.0.1:");
+  ASSERT_NE(colon, std::string::npos) << *target;
+  const int port = std::atoi(target->c_str() + colon + 10);
+  auto scrape = testutil::HttpGet("127.0.0.1", port, "/metrics");
+  ASSERT_TRUE(scrape.ok()) << scrape.status();
+  EXPECT_TRUE(
+      absl::StrContains(*scrape, "nbrl_launch_restarts_total{process=\"actor-1\"} 1"))
+      << *scrape;
+  EXPECT_TRUE(absl::StrContains(*scrape, "nbrl_launch_processes{role=\"actor\"} 2"))
+      << *scrape;
+  EXPECT_TRUE(
+      absl::StrContains(*scrape, "nbrl_launch_processes_expected{role=\"actor\"} 2"))
+      << *scrape;
 
   auto status = launch->Wait(absl::Seconds(300));
   ASSERT_TRUE(status.ok()) << status.status();
