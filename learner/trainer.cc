@@ -1,6 +1,8 @@
 #include "learner/trainer.h"
 
 #include <cmath>
+#include <map>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -10,51 +12,152 @@
 namespace nbrl::learner {
 namespace {
 
-// One action to score: its context followed by its tokens.
-struct ActionSample {
-  std::vector<int64_t> sequence;  // context + action tokens
-  int64_t action_tokens = 0;      // the last ones of `sequence`
-  std::vector<float> behaviour;   // per action token
-  double advantage = 0;
+// The actions of one trajectory, packed for teacher-forced scoring. Each step's
+// sequence is its context spans followed by its action span; steps share prefixes
+// (the system prompt and task, then the kept history), so the sequences form a
+// prefix tree over spans. The row lays the tree out node by node, each node's tokens
+// once; a token attends to its own node up to itself and to its ancestors, at its
+// position within its own sequence. Scoring the row gives every action token the
+// log-prob it has given its exact context, for about the tokens of the pool rather
+// than the sum of every step's context.
+struct PackedRow {
+  std::vector<int64_t> tokens, positions;
+  // Per node: first row index, token count, parent node (-1: none).
+  std::vector<int64_t> node_begin, node_size;
+  std::vector<int> node_parent;
+  std::vector<int> node_of;  // per row index
+  // Per scored action token: its row index and the row index that predicts it.
+  std::vector<int64_t> target, predictor;
+  std::vector<float> behaviour;
+  std::vector<double> advantage;
+  std::vector<int64_t> action;  // per target: the action's index within the row
+  int64_t actions = 0;
 };
 
-absl::StatusOr<std::vector<ActionSample>> BuildSamples(
+absl::StatusOr<PackedRow> PackTrajectory(const v1::Trajectory& t,
+                                         const std::vector<double>& adv) {
+  PackedRow row;
+  const uint32_t n = static_cast<uint32_t>(t.token_ids_size());
+  // Children of each node by span; node -1 is the root.
+  std::map<std::tuple<int, uint32_t, uint32_t>, int> child;
+  auto node_for = [&](int parent, uint32_t b, uint32_t e) {
+    auto key = std::make_tuple(parent, b, e);
+    auto it = child.find(key);
+    if (it != child.end()) return it->second;
+    const int id = static_cast<int>(row.node_begin.size());
+    const int64_t base =
+        parent < 0
+            ? 0
+            : row.positions[row.node_begin[parent] + row.node_size[parent] - 1] + 1;
+    row.node_begin.push_back(static_cast<int64_t>(row.tokens.size()));
+    row.node_size.push_back(e - b);
+    row.node_parent.push_back(parent);
+    for (uint32_t i = b; i < e; ++i) {
+      row.tokens.push_back(t.token_ids(i));
+      row.positions.push_back(base + (i - b));
+      row.node_of.push_back(id);
+    }
+    child.emplace(key, id);
+    return id;
+  };
+  for (int s = 0; s < t.steps_size(); ++s) {
+    const v1::Step& step = t.steps(s);
+    int node = -1;
+    for (const v1::TokenSpan& c : step.context()) {
+      if (c.end() > n || c.begin() > c.end()) {
+        return absl::InvalidArgumentError(absl::StrCat("trajectory ", t.trajectory_id(),
+                                                       " step ", s,
+                                                       ": context span out of range"));
+      }
+      if (c.begin() < c.end()) node = node_for(node, c.begin(), c.end());
+    }
+    const v1::TokenSpan& act = step.action();
+    if (act.end() > n || act.begin() >= act.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("trajectory ", t.trajectory_id(),
+                                                     " step ", s, ": bad action span"));
+    }
+    if (node < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("trajectory ", t.trajectory_id(),
+                                                     " step ", s,
+                                                     ": an action without context"));
+    }
+    const int64_t parent_last = row.node_begin[node] + row.node_size[node] - 1;
+    const int a = node_for(node, act.begin(), act.end());
+    for (uint32_t i = 0; i < act.end() - act.begin(); ++i) {
+      const int64_t r = row.node_begin[a] + i;
+      row.target.push_back(r);
+      row.predictor.push_back(i == 0 ? parent_last : r - 1);
+      row.behaviour.push_back(t.behavior_logprobs(act.begin() + i));
+      row.advantage.push_back(adv[s]);
+      row.action.push_back(row.actions);
+    }
+    ++row.actions;
+  }
+  return row;
+}
+
+absl::StatusOr<std::vector<PackedRow>> BuildSamples(
     const std::vector<v1::TrajectoryGroup>& groups,
     const std::vector<std::vector<double>>& advantages) {
-  std::vector<ActionSample> out;
+  std::vector<PackedRow> out;
   size_t t_index = 0;
   for (const v1::TrajectoryGroup& g : groups) {
     for (const v1::Trajectory& t : g.trajectories()) {
-      const auto& adv = advantages[t_index++];
-      const int n = t.token_ids_size();
-      for (int s = 0; s < t.steps_size(); ++s) {
-        const v1::Step& step = t.steps(s);
-        ActionSample a;
-        for (const v1::TokenSpan& c : step.context()) {
-          if (c.end() > static_cast<uint32_t>(n) || c.begin() > c.end()) {
-            return absl::InvalidArgumentError(
-                absl::StrCat("trajectory ", t.trajectory_id(), " step ", s,
-                             ": context span out of range"));
-          }
-          for (uint32_t i = c.begin(); i < c.end(); ++i)
-            a.sequence.push_back(t.token_ids(i));
-        }
-        const v1::TokenSpan& act = step.action();
-        if (act.end() > static_cast<uint32_t>(n) || act.begin() >= act.end()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "trajectory ", t.trajectory_id(), " step ", s, ": bad action span"));
-        }
-        for (uint32_t i = act.begin(); i < act.end(); ++i) {
-          a.sequence.push_back(t.token_ids(i));
-          a.behaviour.push_back(t.behavior_logprobs(i));
-        }
-        a.action_tokens = act.end() - act.begin();
-        a.advantage = adv[s];
-        out.push_back(std::move(a));
-      }
+      ASSIGN_OR_RETURN(PackedRow row, PackTrajectory(t, advantages[t_index++]));
+      if (row.actions > 0) out.push_back(std::move(row));
     }
   }
   return out;
+}
+
+// Tokens, positions and the attention mask of a microbatch of rows, padded to the
+// longest (padding attends to itself only).
+struct PackedBatch {
+  torch::Tensor tokens, positions, attend;
+};
+
+PackedBatch MakeBatch(const std::vector<PackedRow>& rows, size_t begin, size_t end) {
+  int64_t L = 0;
+  for (size_t k = begin; k < end; ++k)
+    L = std::max<int64_t>(L, static_cast<int64_t>(rows[k].tokens.size()));
+  const int64_t B = static_cast<int64_t>(end - begin);
+  PackedBatch out{torch::zeros({B, L}, torch::kInt64),
+                  torch::zeros({B, L}, torch::kInt64),
+                  torch::zeros({B, L, L}, torch::kBool)};
+  auto tok = out.tokens.accessor<int64_t, 2>();
+  auto pos = out.positions.accessor<int64_t, 2>();
+  bool* attend = out.attend.data_ptr<bool>();
+  for (int64_t b = 0; b < B; ++b) {
+    const PackedRow& r = rows[begin + b];
+    const int64_t len = static_cast<int64_t>(r.tokens.size());
+    for (int64_t i = 0; i < len; ++i) {
+      tok[b][i] = r.tokens[i];
+      pos[b][i] = r.positions[i];
+    }
+    bool* plane = attend + b * L * L;
+    for (int64_t i = 0; i < len; ++i) {
+      bool* q = plane + i * L;
+      const int node = r.node_of[i];
+      std::fill(q + r.node_begin[node], q + i + 1, true);  // own node, up to itself
+      for (int p = r.node_parent[node]; p >= 0; p = r.node_parent[p]) {
+        std::fill(q + r.node_begin[p], q + r.node_begin[p] + r.node_size[p], true);
+      }
+    }
+    for (int64_t i = len; i < L; ++i) plane[i * L + i] = true;
+  }
+  return out;
+}
+
+// Log-probs of the microbatch's targets: [N] in fp32, gradients flowing to `model`.
+torch::Tensor ScoreTargets(model::Transformer& model, const PackedBatch& batch,
+                           const torch::Tensor& row, const torch::Tensor& predictor,
+                           const torch::Tensor& target_token) {
+  torch::Tensor hidden =
+      model.ForwardPacked(batch.tokens, batch.positions, batch.attend);
+  torch::Tensor h = hidden.index({row, predictor});  // [N, D]
+  torch::Tensor logits = model.Logits(h).to(torch::kFloat32);
+  return logits.gather(-1, target_token.unsqueeze(-1)).squeeze(-1) -
+         logits.logsumexp(-1);
 }
 
 }  // namespace
@@ -153,29 +256,37 @@ absl::StatusOr<StepStats> Trainer::Step(
       for (double& a : steps) a = denom > 0 ? (a - mean) / denom : 0;
     }
   }
-  ASSIGN_OR_RETURN(std::vector<ActionSample> samples, BuildSamples(groups, adv));
+  ASSIGN_OR_RETURN(std::vector<PackedRow> samples, BuildSamples(groups, adv));
 
   // 2. Global normalisers: tokens or actions over all ranks.
-  int64_t local_tokens = 0;
-  for (const auto& s : samples) local_tokens += s.action_tokens;
+  int64_t local_tokens = 0, local_actions = 0;
+  for (const auto& r : samples) {
+    local_tokens += static_cast<int64_t>(r.target.size());
+    local_actions += r.actions;
+  }
   stats.tokens = local_tokens;
-  stats.actions = static_cast<int64_t>(samples.size());
+  stats.actions = local_actions;
   torch::Tensor counts = torch::tensor(
-      {static_cast<double>(local_tokens), static_cast<double>(samples.size())},
+      {static_cast<double>(local_tokens), static_cast<double>(local_actions)},
       torch::kFloat64);
   if (distributed) RETURN_IF_ERROR(dp_->AllReduceSum({counts}));
   const bool action_mean = options_.loss.aggregation == "action-mean";
   const double global_norm = std::max(1.0, counts[action_mean ? 1 : 0].item<double>());
   {
+    // Over actions (each action's advantage once).
     double s = 0, s2 = 0;
-    for (const auto& a : samples) {
-      s += a.advantage;
-      s2 += a.advantage * a.advantage;
+    for (const auto& r : samples) {
+      for (size_t k = 0; k < r.target.size(); ++k) {
+        if (k > 0 && r.action[k] == r.action[k - 1]) continue;
+        s += r.advantage[k];
+        s2 += r.advantage[k] * r.advantage[k];
+      }
     }
-    if (!samples.empty()) {
-      stats.advantage_mean = s / samples.size();
-      stats.advantage_std = std::sqrt(std::max(
-          0.0, s2 / samples.size() - stats.advantage_mean * stats.advantage_mean));
+    if (local_actions > 0) {
+      const double n = static_cast<double>(local_actions);
+      stats.advantage_mean = s / n;
+      stats.advantage_std = std::sqrt(
+          std::max(0.0, s2 / n - stats.advantage_mean * stats.advantage_mean));
     }
   }
 
@@ -189,7 +300,7 @@ absl::StatusOr<StepStats> Trainer::Step(
     size_t j = i;
     int64_t longest = 0;
     while (j < samples.size()) {
-      int64_t len = static_cast<int64_t>(samples[j].sequence.size());
+      int64_t len = static_cast<int64_t>(samples[j].tokens.size());
       int64_t next_longest = std::max(longest, len);
       if (j > i &&
           next_longest * static_cast<int64_t>(j - i + 1) > options_.microbatch_tokens)
@@ -197,33 +308,37 @@ absl::StatusOr<StepStats> Trainer::Step(
       longest = next_longest;
       ++j;
     }
-    std::vector<std::vector<int64_t>> seqs;
-    for (size_t k = i; k < j; ++k) seqs.push_back(samples[k].sequence);
-    model::PaddedBatch batch = model::PadSequences(seqs);
-    ASSIGN_OR_RETURN(torch::Tensor logp,
-                     model::ScoreTokens(*policy_, batch.tokens, batch.mask));
-    // Positions of the action tokens in each row (right padding: they end the row).
-    std::vector<int64_t> rows, cols, action_ids;
+    PackedBatch batch = MakeBatch(samples, i, j);
+    std::vector<int64_t> rows, preds, targets, action_ids;
     std::vector<float> behaviour;
     std::vector<double> advantages;
+    int64_t mb_actions = 0;
     for (size_t k = i; k < j; ++k) {
-      const ActionSample& s = samples[k];
-      int64_t len = static_cast<int64_t>(s.sequence.size());
-      for (int64_t p = len - s.action_tokens; p < len; ++p) {
+      const PackedRow& r = samples[k];
+      for (size_t x = 0; x < r.target.size(); ++x) {
         rows.push_back(static_cast<int64_t>(k - i));
-        cols.push_back(p);
-        action_ids.push_back(static_cast<int64_t>(k));
-        advantages.push_back(s.advantage);
+        preds.push_back(r.predictor[x]);
+        targets.push_back(r.tokens[r.target[x]]);
+        action_ids.push_back(mb_actions + r.action[x]);
+        advantages.push_back(r.advantage[x]);
       }
-      behaviour.insert(behaviour.end(), s.behaviour.begin(), s.behaviour.end());
+      behaviour.insert(behaviour.end(), r.behaviour.begin(), r.behaviour.end());
+      mb_actions += r.actions;
     }
-    auto dev = logp.device();
+    auto dev = policy_->device();
     torch::Tensor r = torch::tensor(rows, torch::kInt64).to(dev);
-    torch::Tensor c = torch::tensor(cols, torch::kInt64).to(dev);
-    torch::Tensor lp = logp.index({r, c});  // [N_mb]
+    torch::Tensor c = torch::tensor(preds, torch::kInt64).to(dev);
+    torch::Tensor tt = torch::tensor(targets, torch::kInt64).to(dev);
+    torch::Tensor lp;
+    try {
+      lp = ScoreTargets(*policy_, batch, r, c, tt);  // [N_mb]
+    } catch (const c10::Error& e) {
+      return absl::InternalError(
+          absl::StrCat("scoring failed: ", e.what_without_backtrace()));
+    }
     torch::Tensor ids = torch::tensor(action_ids, torch::kInt64).to(dev);
     const double mb_units =
-        action_mean ? static_cast<double>(j - i) : static_cast<double>(lp.size(0));
+        action_mean ? static_cast<double>(mb_actions) : static_cast<double>(lp.size(0));
     torch::Tensor loss;
     if (options_.mode == "sft") {
       ASSIGN_OR_RETURN(loss, SftLoss(lp, ids, options_.loss.aggregation));
@@ -237,9 +352,12 @@ absl::StatusOr<StepStats> Trainer::Step(
       in.entropy = (-lp).detach();  // an estimate: -log p of the sampled tokens
       if (reference_ != nullptr && options_.loss.kl_coef > 0) {
         torch::NoGradGuard no_grad;
-        ASSIGN_OR_RETURN(torch::Tensor ref,
-                         model::ScoreTokens(*reference_, batch.tokens, batch.mask));
-        in.logp_reference = ref.index({r, c}).to(lp.dtype());
+        try {
+          in.logp_reference = ScoreTargets(*reference_, batch, r, c, tt).to(lp.dtype());
+        } catch (const c10::Error& e) {
+          return absl::InternalError(absl::StrCat("scoring with the reference failed: ",
+                                                  e.what_without_backtrace()));
+        }
       }
       ASSIGN_OR_RETURN(PolicyLossResult res, PolicyLoss(options_.loss, in));
       loss = res.loss;
@@ -286,7 +404,7 @@ absl::StatusOr<StepStats> Trainer::Step(
 
   // 6. Metrics (this rank's view; the loss is the global mean's local share).
   stats.loss = loss_sum;
-  const double local_units = action_mean ? static_cast<double>(samples.size())
+  const double local_units = action_mean ? static_cast<double>(local_actions)
                                          : static_cast<double>(local_tokens);
   if (local_units > 0) {
     stats.pg_loss = pg_sum / local_units;

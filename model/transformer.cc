@@ -108,6 +108,20 @@ torch::Tensor Transformer::Forward(const torch::Tensor& tokens,
   }
 }
 
+torch::Tensor Transformer::ForwardPacked(const torch::Tensor& tokens,
+                                         const torch::Tensor& positions,
+                                         const torch::Tensor& attend) {
+  const int64_t B = tokens.size(0), L = tokens.size(1);
+  AttentionContext ctx;
+  ctx.mask = attend.to(device_, torch::kBool).view({B, 1, 1, L, L});
+  std::tie(ctx.cos, ctx.sin) =
+      rotary_.Tables(positions.to(device_, torch::kInt64), dtype_);
+  torch::Tensor x = model_->embed_tokens(tokens.to(device_));  // [B, L, D]
+  for (const auto& layer : *model_->layers)
+    x = layer->as<DecoderLayerImpl>()->forward(x, ctx);
+  return model_->norm(x);
+}
+
 torch::Tensor Transformer::Logits(const torch::Tensor& hidden) {
   return Project(hidden, lm_head_ ? lm_head_->weight : model_->embed_tokens->weight);
 }

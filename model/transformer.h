@@ -68,6 +68,15 @@ class Transformer : public torch::nn::Module {
   torch::Tensor Forward(const torch::Tensor& tokens, const torch::Tensor& valid,
                         KvCache* cache = nullptr);
 
+  // Several sequences that share prefixes, packed into one row each (a prefix tree
+  // laid out node by node): tokens [B, L] int64, positions [B, L] int64 (each
+  // token's rotary position within its own sequence), attend [B, L, L] bool (query
+  // i may attend to key j; every query must attend to itself). No cache; for
+  // teacher-forced training. -> hidden states after the final norm [B, L, D].
+  torch::Tensor ForwardPacked(const torch::Tensor& tokens,
+                              const torch::Tensor& positions,
+                              const torch::Tensor& attend);
+
   // hidden [..., D] -> logits [..., V] in the model's dtype.
   torch::Tensor Logits(const torch::Tensor& hidden);
 
