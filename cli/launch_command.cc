@@ -317,11 +317,14 @@ int LaunchCommand(int argc, char** argv) {
       std::cerr << (tty ? "\n" : "")
                 << "nbrl launch: stopping (actors, then learners, then sandboxes); "
                    "a second signal kills everything\n";
-      std::thread hard([&] {
+      // No restarts happen from here on, so these pids stay valid until reaped.
+      std::vector<pid_t> pids;
+      for (const std::string& n : sup.names()) {
+        if (sup.pid(n) > 0) pids.push_back(sup.pid(n));
+      }
+      std::thread hard([pids] {
         while (g_signals.load() < 2) absl::SleepFor(absl::Milliseconds(50));
-        for (const std::string& n : sup.names()) {
-          if (sup.pid(n) > 0) ::kill(sup.pid(n), SIGKILL);
-        }
+        for (pid_t p : pids) ::kill(p, SIGKILL);
       });
       hard.detach();
       sup.Stop(actor_names, c.GetDuration("process.shutdown_grace"));
