@@ -119,8 +119,9 @@ Progress ReadProgress(const std::string& run_dir) {
 std::string StatusLine(const Progress& p, int actors_alive, int actors, int restarts) {
   std::string s = "step -";
   if (p.last.is_object()) {
-    s = absl::StrFormat("step %d  reward %.3f  loss %.4f", p.last.value("step", 0),
-                        p.last.value("reward_mean", 0.0), p.last.value("loss", 0.0));
+    s = absl::StrFormat("step %d  reward %.3f  EM %.3f  loss %.4f",
+                        p.last.value("step", 0), p.last.value("reward_mean", 0.0),
+                        p.last.value("em_mean", 0.0), p.last.value("loss", 0.0));
     if (p.previous.is_object()) {
       const double dt = p.last.value("time", 0.0) - p.previous.value("time", 0.0);
       if (dt > 0) {

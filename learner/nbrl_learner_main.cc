@@ -84,6 +84,9 @@ struct StepMetrics {
         reward(common::GaugeFamily(r, "nbrl_learner_reward_mean",
                                    "Mean total reward of the last step's trajectories.")
                    .Add({})),
+        em(common::GaugeFamily(r, "nbrl_learner_em_mean",
+                               "Exact-match rate of the last step's final answers.")
+               .Add({})),
         advantage_mean(common::GaugeFamily(r, "nbrl_learner_advantage_mean",
                                            "Mean action advantage (last step).")
                            .Add({})),
@@ -127,6 +130,7 @@ struct StepMetrics {
   prometheus::Gauge& grad_norm;
   prometheus::Gauge& lr;
   prometheus::Gauge& reward;
+  prometheus::Gauge& em;
   prometheus::Gauge& advantage_mean;
   prometheus::Gauge& advantage_std;
   prometheus::Gauge& clip;
@@ -445,6 +449,19 @@ absl::Status Run(common::ProcessContext& ctx) {
     metrics.grad_norm.Set(s.grad_norm);
     metrics.lr.Set(s.lr);
     metrics.reward.Set(s.reward_mean);
+    // Exact match of the final answers (the "em_raw" reward part), over the
+    // trajectories that carry it.
+    double em_sum = 0, em_count = 0;
+    for (const auto& g : groups) {
+      for (const auto& t : g.trajectories()) {
+        auto it = t.final_rewards().find("em_raw");
+        if (it == t.final_rewards().end()) continue;
+        em_sum += it->second;
+        em_count += 1;
+      }
+    }
+    const double em_mean = em_count > 0 ? em_sum / em_count : 0.0;
+    metrics.em.Set(em_mean);
     metrics.advantage_mean.Set(s.advantage_mean);
     metrics.advantage_std.Set(s.advantage_std);
     metrics.clip.Set(s.clip_fraction);
@@ -464,6 +481,7 @@ absl::Status Run(common::ProcessContext& ctx) {
     line["grad_norm"] = s.grad_norm;
     line["lr"] = s.lr;
     line["reward_mean"] = s.reward_mean;
+    line["em_mean"] = em_mean;
     line["advantage_mean"] = s.advantage_mean;
     line["advantage_std"] = s.advantage_std;
     line["tokens"] = s.tokens;
@@ -479,9 +497,9 @@ absl::Status Run(common::ProcessContext& ctx) {
                        {"publish", publish_s}};
     step_log.Write(line);
     LOG(INFO) << "step " << trainer->step() << " loss " << s.loss << " reward "
-              << s.reward_mean << " tokens " << s.tokens << " actions " << s.actions
-              << " clip " << s.clip_fraction << " kl " << s.kl << " grad_norm "
-              << s.grad_norm << " version " << version;
+              << s.reward_mean << " em " << em_mean << " tokens " << s.tokens
+              << " actions " << s.actions << " clip " << s.clip_fraction << " kl "
+              << s.kl << " grad_norm " << s.grad_norm << " version " << version;
     if (every > 0 && trainer->step() % every == 0) {
       if (absl::Status st = checkpoint(); !st.ok()) {
         failed = st;

@@ -121,6 +121,10 @@ TEST(ClusterTest, ScriptedActorsFeedAnSftWarmStart) {
   ASSERT_EQ(lines.size(), 3u) << *steps;
   EXPECT_TRUE(absl::StrContains(lines[0], "\"reward_mean\":")) << lines[0];
   EXPECT_FALSE(absl::StrContains(lines[0], "\"reward_mean\":0,")) << lines[0];
+  // The scripted expert mostly answers right: the step log's EM says so.
+  double em = 0;
+  for (const auto& r : testutil::StepRecords(dir)) em += r.value("em_mean", 0.0);
+  EXPECT_GT(em, 0.5) << *steps;
   // The checkpoint is a model folder that differs from where it started.
   auto before = model::LoadTransformer(run->model);
   auto after = model::LoadTransformer(dir + "/checkpoints/step-00000003");
