@@ -3,11 +3,20 @@
 #ifndef NBRL_COMMON_UTF8_H_
 #define NBRL_COMMON_UTF8_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/strings/string_view.h"
 
 namespace nbrl::common {
+
+// Length of the well-formed UTF-8 sequence that starts at s[i] (1 to 4), or 0 when
+// none does (stray continuation byte, truncated sequence, overlong form, surrogate,
+// code point above U+10FFFF). Stores the code point in `*cp` when it returns > 0.
+// When it returns 0 and `invalid` is not null, `*invalid` is the length of the
+// maximal invalid subsequence there (1 to 3: the bytes a replacement covers).
+size_t Utf8SequenceAt(absl::string_view s, size_t i, char32_t* cp,
+                      size_t* invalid = nullptr);
 
 // Whether `text` is well-formed UTF-8 (no overlong forms, surrogates or code points
 // above U+10FFFF).

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "common/utf8.h"
 
 namespace nbrl::model {
 
@@ -22,10 +23,8 @@ std::string BytesToByteLevel(absl::string_view bytes);
 // `text` holds a character outside the 256-character byte alphabet.
 bool ByteLevelToBytes(absl::string_view text, std::string* bytes);
 
-// Length of the well-formed UTF-8 sequence that starts at s[i] (1 to 4), or 0 when
-// none does (stray continuation byte, truncated sequence, overlong form, surrogate,
-// code point above U+10FFFF). Stores the code point in `*cp` when it returns > 0.
-size_t Utf8SequenceAt(absl::string_view s, size_t i, char32_t* cp);
+// The UTF-8 decoder the tokenizer uses (common/utf8.h).
+using common::Utf8SequenceAt;
 
 // Unicode White_Space (what \s means in Oniguruma and Rust's regex, and so in
 // Hugging Face tokenizers): \t \n \v \f \r, space, U+0085, U+00A0, U+1680,

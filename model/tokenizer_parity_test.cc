@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/utf8.h"
 #include "gtest/gtest.h"
 #include "model/bpe_trainer.h"
 #include "model/byte_level.h"
@@ -269,16 +270,6 @@ std::vector<NodeResult> RunNode(const std::string& tokenizer,
   return results;
 }
 
-bool IsValidUtf8(absl::string_view s) {
-  char32_t cp = 0;
-  for (size_t i = 0; i < s.size();) {
-    size_t len = Utf8SequenceAt(s, i, &cp);
-    if (len == 0) return false;
-    i += len;
-  }
-  return true;
-}
-
 // What Decode(Encode(text)) must give: each well-formed stretch in NFC, stray
 // bytes as they were.
 std::string NfcPerSegment(absl::string_view text) {
@@ -321,7 +312,7 @@ int Compare(const Tokenizer& t, const ChatTemplate* chat,
       ours = *chat->Render(c.messages, /*add_generation_prompt=*/true);
     }
     std::string decoded = *t.Decode(ours);
-    bool valid = c.mode == "chat" || IsValidUtf8(c.text);
+    bool valid = c.mode == "chat" || common::IsValidUtf8(c.text);
     std::string expected_text = c.mode == "chat"
                                     ? *NfcNormalize(chat->RenderText(c.messages, true))
                                     : NfcPerSegment(c.text);
@@ -359,7 +350,7 @@ TEST_F(TokenizerParityTest, Qwen3EncodingMatchesNodeOnGeneratedStrings) {
   int invalid = 0;
   for (int i = 0; i < 2400; ++i) {
     Case c{"plain", gen.Next(/*allow_invalid=*/true), {}};
-    invalid += !IsValidUtf8(c.text);
+    invalid += !common::IsValidUtf8(c.text);
     cases.push_back(std::move(c));
   }
   // Non-NFC input: both sides normalize first.
