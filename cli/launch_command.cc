@@ -18,8 +18,10 @@
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -102,14 +104,22 @@ struct Progress {
 };
 Progress ReadProgress(const std::string& run_dir) {
   Progress p;
-  absl::StatusOr<std::string> text = common::ReadFile(run_dir + "/steps/rank-0.jsonl");
-  if (!text.ok()) return p;
-  size_t end = text->rfind('\n');
+  // Only the tail: the log grows by a line per step for the whole run, and this
+  // runs every second. Two lines fit in it (a line lists its step's group ids).
+  constexpr std::streamoff kTail = 256 << 10;
+  std::ifstream in(run_dir + "/steps/rank-0.jsonl", std::ios::binary);
+  if (!in) return p;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(std::max<std::streamoff>(0, size - kTail));
+  const std::string text{std::istreambuf_iterator<char>(in),
+                         std::istreambuf_iterator<char>()};
+  size_t end = text.rfind('\n');
   for (int i = 0; i < 2 && end != std::string::npos && end > 0; ++i) {
-    size_t begin = text->rfind('\n', end - 1);
+    size_t begin = text.rfind('\n', end - 1);
     begin = begin == std::string::npos ? 0 : begin + 1;
     nlohmann::json j =
-        nlohmann::json::parse(text->substr(begin, end - begin), nullptr, false);
+        nlohmann::json::parse(text.substr(begin, end - begin), nullptr, false);
     (i == 0 ? p.last : p.previous) = j.is_object() ? j : nlohmann::json();
     end = begin == 0 ? std::string::npos : begin - 1;
   }
