@@ -46,7 +46,15 @@ packages=(
   # tests: the independent numerical reference for model/ (tests/reference/*.py, bench/)
   # runs on Debian's torch, called as /usr/bin/python3
   python3-torch python3-numpy
+  # deploy tests: a real Prometheus server scrapes a run (tests/prometheus_test),
+  # a one-node Slurm cluster runs deploy/slurm (tests/slurm_test), and sshd serves
+  # two network-namespace "hosts" for deploy/ssh (tests/ssh_test)
+  prometheus slurm-wlm munge openssh-server openssh-client iproute2
 )
+# deploy/k8s test: the kubectl client (with kustomize), only when none is on PATH.
+if ! command -v kubectl >/dev/null; then
+  packages+=(kubernetes-client)
+fi
 
 # Tokenizer parity test (model/tokenizer_parity_test.cc): node + npm, only when no
 # `node` is on PATH, then the npm packages pinned in tests/tokenizer_parity
@@ -101,6 +109,15 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# Servers among the packages (prometheus, munge, slurm, sshd) must not start as
+# system services: the tests start their own instances on their own ports. A
+# policy-rc.d that denies every start does that for the install, then goes.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 echo "setup: apt-get update"
 $SUDO apt-get update -qq
 echo "setup: apt-get install ${missing[*]}"
