@@ -36,8 +36,14 @@ Supervisor::~Supervisor() {
 }
 
 absl::Status Supervisor::Start(const ChildSpec& spec) {
-  if (children_.count(spec.name)) {
-    return absl::AlreadyExistsError(absl::StrCat("child ", spec.name, " exists"));
+  // A name may be used again once its child is gone for good (stopped, or done).
+  if (auto it = children_.find(spec.name); it != children_.end()) {
+    const Child& old = it->second;
+    const bool restart_due = !old.stopping && old.restart_at != absl::InfiniteFuture();
+    if (old.pid > 0 || restart_due) {
+      return absl::AlreadyExistsError(absl::StrCat("child ", spec.name, " exists"));
+    }
+    children_.erase(it);
   }
   Child& c = children_[spec.name];
   c.spec = spec;

@@ -49,6 +49,8 @@ class Supervisor {
       : max_backoff_(max_backoff) {}
   ~Supervisor();  // SIGKILLs what is still running
 
+  // AlreadyExists while a child of that name runs or waits for its restart; a
+  // stopped or finished child's name can be started again.
   absl::Status Start(const ChildSpec& spec);
   // Reaps exits and starts the restarts that are due; returns the exits seen.
   std::vector<ChildExit> Poll();

@@ -160,8 +160,9 @@ void DeclareLearner(ConfigSchema& s) {
   s.String("learner.reference", "",
            "The reference model's checkpoint folder (empty: model.path).");
   s.Double("learner.entropy_coef", 0.0, "Entropy bonus weight.", 0.0);
-  s.String("learner.checkpoint_dir", "",
-           "Where checkpoints and the group journal go (empty: <run.dir>/checkpoints).");
+  s.String(
+      "learner.checkpoint_dir", "",
+      "Where checkpoints and the group journal go (empty: <run.dir>/checkpoints).");
   s.Int("learner.checkpoint_every", 20,
         "Write a checkpoint every this many steps (0: only when the run ends).", 0);
   s.Int("learner.keep_checkpoints", 3, "Checkpoints kept (the newest).", 1);
@@ -169,9 +170,10 @@ void DeclareLearner(ConfigSchema& s) {
            "auto: continue from the newest valid checkpoint and replay the journal "
            "when there is one; never: start from model.path, discarding the journal.",
            {"auto", "never"});
-  s.Duration("learner.shutdown_grace", absl::Minutes(10),
-             "After SIGINT or SIGTERM, how long the learner may take to finish its step "
-             "and write the final checkpoint (process.shutdown_grace for the others).");
+  s.Duration(
+      "learner.shutdown_grace", absl::Minutes(10),
+      "After SIGINT or SIGTERM, how long the learner may take to finish its step "
+      "and write the final checkpoint (process.shutdown_grace for the others).");
   s.Bool("learner.journal_sync", true,
          "fdatasync each accepted group before acknowledging it (survives a machine "
          "crash, not only a process crash).");
@@ -215,6 +217,23 @@ void DeclareLaunch(ConfigSchema& s) {
   s.Duration("launch.max_backoff", absl::Seconds(30),
              "Longest wait before restarting a crashed actor or sandbox worker (the "
              "wait doubles from 1 s).");
+  s.StringList("launch.roles", {"sandbox", "learner", "actor"},
+               "Processes `nbrl launch` runs on this node: any of sandbox, learner, "
+               "actor. A multi-node run has the learner on one node and sandbox + "
+               "actor on every node.");
+  s.Int("launch.nodes", 1, "Nodes in the run (one `nbrl launch` per node).", 1);
+  s.Int("launch.node", 0,
+        "This node's index, from 0: its actors are the global actors "
+        "node*launch.actors onwards, and actor.shards is nodes*launch.actors.",
+        0);
+  s.Int("launch.learner_port", 0,
+        "0: the launcher picks free ports (one node). N: learner rank r listens on "
+        "port N+r, learner.store_address is used as given, and actors connect to "
+        "launch.learner_host:N+r (several nodes).",
+        0, 65535);
+  s.String("launch.learner_host", "",
+           "The host actors connect to for the learner; empty: the host of "
+           "learner.address.");
 }
 
 ConfigSchema BuildSchema() {

@@ -1,11 +1,17 @@
 // `nbrl launch` with real processes: a crashed actor is restarted and counted, the
 // run ends at learner.max_steps; SIGTERM stops everything in order and leaves a
-// checkpoint, and the same command resumes the run from it.
+// checkpoint, and the same command resumes the run from it. Two launchers on this
+// machine act as two nodes (the learner on one, actors on both), and
+// --add-actors scales a running node up and down.
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -38,6 +44,35 @@ pid_t Pid(const std::string& run_dir, const std::string& name) {
 
 bool Alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
 
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Actors whose groups the learner trained on ("actor-3" from "actor-3-<inc>-g2").
+std::set<std::string> TrainedActors(const std::string& run_dir) {
+  std::set<std::string> actors;
+  for (const auto& r : testutil::StepRecords(run_dir)) {
+    if (!r.contains("groups")) continue;
+    for (const auto& g : r["groups"]) {
+      const std::string id = g.get<std::string>();
+      const size_t dash = id.find('-', id.find('-') + 1);
+      actors.insert(id.substr(0, dash));
+    }
+  }
+  return actors;
+}
+
 class LaunchTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -64,9 +99,12 @@ class LaunchTest : public ::testing::Test {
                     .ok());
   }
 
-  std::unique_ptr<Subprocess> Launch(const std::string& max_steps) {
-    auto p = Subprocess::Start({BinaryPath("cli/nbrl"), "launch", "--config", config_,
-                                "learner.max_steps=" + max_steps});
+  std::unique_ptr<Subprocess> Launch(const std::string& max_steps,
+                                     std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {BinaryPath("cli/nbrl"), "launch", "--config",
+                                     config_, "learner.max_steps=" + max_steps};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto p = Subprocess::Start(argv);
     EXPECT_TRUE(p.ok()) << p.status();
     return p.ok() ? std::move(*p) : nullptr;
   }
@@ -153,6 +191,73 @@ TEST_F(LaunchTest, SigtermLeavesACheckpointAndTheSameCommandResumes) {
   EXPECT_TRUE(
       absl::StrContains(*learner_log, absl::StrCat("at step ", stopped_at, "; ")))
       << *learner_log;
+}
+
+TEST_F(LaunchTest, TwoNodesShareALearnerAndAddActorsScalesANode) {
+  const int learner_port = FreePort(), store_port = FreePort();
+  ASSERT_GT(learner_port, 0);
+  const std::vector<std::string> cluster = {
+      "launch.nodes=2", "launch.actors=1",
+      absl::StrCat("launch.learner_port=", learner_port),
+      absl::StrCat("learner.store_address=127.0.0.1:", store_port),
+      // Fresh data only, so the added actor's groups do not queue behind a
+      // backlog of the first actors' (the tiny model generates faster than the
+      // learner trains).
+      "learner.max_staleness=1"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), cluster.begin(), cluster.end());
+    return more;
+  };
+  auto node0 = Launch("24", with({"launch.node=0"}));
+  ASSERT_NE(node0, nullptr);
+  auto node1 = Launch("24", with({"launch.node=1", "launch.roles=[sandbox,actor]"}));
+  ASSERT_NE(node1, nullptr);
+  ASSERT_TRUE(testutil::WaitForSteps(run_dir_, 2, absl::Seconds(180)))
+      << node0->stderr_text() << node1->stderr_text();
+
+  // Node 1 gets a second actor: global index 3 (past the 2 first actors, node 1).
+  auto scale = [&](const std::string& n) {
+    return testutil::RunCommand(
+        {BinaryPath("cli/nbrl"), "launch", "--config", config_, "launch.nodes=2",
+         "launch.node=1", "launch.actors=1", "--add-actors", n},
+        absl::Seconds(120));
+  };
+  auto up = scale("1");
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_EQ(up->exit_code, 0) << up->err;
+  EXPECT_TRUE(absl::StrContains(up->out, "node 1 actors 1 -> 2")) << up->out << up->err;
+  absl::Time deadline = absl::Now() + absl::Seconds(180);
+  while (!TrainedActors(run_dir_).count("actor-3") && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  const std::set<std::string> trained = TrainedActors(run_dir_);
+  for (const char* a : {"actor-0", "actor-1", "actor-3"}) {
+    EXPECT_TRUE(trained.count(a)) << a << " never reached the learner";
+  }
+  auto too_many = scale("-5");
+  ASSERT_TRUE(too_many.ok());
+  EXPECT_NE(too_many->exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(too_many->err, "cannot remove 5 actors"))
+      << too_many->err;
+
+  auto down = scale("-1");
+  ASSERT_TRUE(down.ok()) << down.status();
+  EXPECT_EQ(down->exit_code, 0) << down->err;
+  EXPECT_FALSE(Alive(Pid(run_dir_, "actor-3")));
+  // The learner ends the run; node 1 ends when its actors are told so.
+  for (auto* node : {node0.get(), node1.get()}) {
+    auto status = node->Wait(absl::Seconds(400));
+    ASSERT_TRUE(status.ok()) << status.status();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << node->stderr_text();
+  }
+  EXPECT_TRUE(absl::StrContains(node1->stderr_text(), "run finished (the learner"))
+      << node1->stderr_text();
+  EXPECT_EQ(StepsLogged(run_dir_), 24);
+  // Without a launcher, --add-actors says so.
+  auto orphan = scale("1");
+  ASSERT_TRUE(orphan.ok());
+  EXPECT_NE(orphan->exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(orphan->err, "no launcher is running")) << orphan->err;
 }
 
 }  // namespace
