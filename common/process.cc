@@ -29,7 +29,8 @@ std::string Usage(const ProgramSpec& spec) {
       "  --help-config    list every configuration key with its type and default\n"
       "  --version        print the version and exit\n"
       "  --help           this text\n\n"
-      "SIGINT or SIGTERM stops the process gracefully (a second one stops it now).\n");
+      "SIGINT or SIGTERM stops the process gracefully (a second one stops it now;\n"
+      "a second SIGTERM within 3 s of the first counts as the same request).\n");
 }
 
 void PrintError(const ProgramSpec& spec, const absl::Status& status) {

@@ -125,9 +125,21 @@ void ShutdownSignal::WatchLoop() {
       unsigned char sig = 0;
       while (::read(read_fd_, &sig, 1) == 1) {
         bool again;
+        absl::Duration since;
         {
           absl::MutexLock lock(&mu_);
           again = requested_;
+          since = absl::Now() - requested_at_;
+        }
+        // A cluster manager and a launcher often both send SIGTERM (scancel
+        // signals every process of a step, then `nbrl launch` stops its children
+        // in order): a second SIGTERM this soon is the same request, not an
+        // operator insisting.
+        if (again && sig == SIGTERM && since < absl::Seconds(3)) {
+          LOG(INFO) << "second SIGTERM within " << absl::FormatDuration(since)
+                    << " of the first: the same stop request, still shutting down "
+                       "gracefully";
+          continue;
         }
         if (again) {
           HardExit(absl::StrCat("second SIG", sigabbrev_np(sig), " during shutdown"),

@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/nbrl_config.h"
 #include "gmock/gmock.h"
@@ -100,6 +101,14 @@ TEST(ProcessTest, SecondSignalStopsAStuckProcessAtOnce) {
        ++i) {
     (void)(*p)->WaitForLine("never printed", absl::Milliseconds(50));
   }
+  // A second SIGTERM right away is the same request (a cluster manager and a
+  // launcher both signalling): the shutdown goes on gracefully.
+  ASSERT_TRUE((*p)->Signal(SIGTERM).ok());
+  auto early = (*p)->Wait(absl::Seconds(1));
+  EXPECT_FALSE(early.ok()) << "exited on a duplicate SIGTERM";
+  EXPECT_THAT((*p)->stderr_text(), HasSubstr("the same stop request"));
+  // Later, another one is an operator insisting.
+  absl::SleepFor(absl::Seconds(2.5));
   ASSERT_TRUE((*p)->Signal(SIGTERM).ok());
   auto status = (*p)->Wait(absl::Seconds(20));
   ASSERT_TRUE(status.ok());
