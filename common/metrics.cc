@@ -174,7 +174,15 @@ void MetricsServer::Answer(int fd) {
 }
 
 std::string MetricsServer::address() const {
-  return port_ == 0 ? "" : HostPort(host_, port_);
+  if (port_ == 0) return "";
+  // A wildcard address cannot be scraped from another machine: name this one.
+  if (host_ == "0.0.0.0" || host_ == "::") {
+    char name[256] = {};
+    if (::gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0') {
+      return HostPort(name, port_);
+    }
+  }
+  return HostPort(host_, port_);
 }
 
 std::string MetricsServer::url() const {

@@ -58,7 +58,9 @@ class MetricsServer {
 
   // The port served (0 when disabled).
   int port() const { return port_; }
-  // "host:port" for Prometheus targets; empty when disabled.
+  // "host:port" for Prometheus targets; empty when disabled. A wildcard host
+  // (0.0.0.0, ::) becomes this machine's host name, so that a Prometheus elsewhere
+  // can reach the target.
   std::string address() const;
   // http://host:port/metrics; empty when disabled.
   std::string url() const;

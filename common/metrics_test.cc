@@ -14,6 +14,19 @@ namespace {
 
 using ::testing::HasSubstr;
 
+TEST(MetricsServerTest, AWildcardHostIsAnnouncedByName) {
+  MetricsOptions options;
+  options.host = "0.0.0.0";
+  auto server = MetricsServer::Start(options, std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(server.ok()) << server.status();
+  char name[256] = {};
+  ASSERT_EQ(::gethostname(name, sizeof(name) - 1), 0);
+  EXPECT_EQ((*server)->address(),
+            std::string(name) + ":" + std::to_string((*server)->port()));
+  // Still reachable on the loopback.
+  EXPECT_TRUE(testutil::HttpGet("127.0.0.1", (*server)->port(), "/metrics").ok());
+}
+
 TEST(MetricsServerTest, ServesTheRegistryOverHttp) {
   auto registry = std::make_shared<prometheus::Registry>();
   auto& steps =

@@ -26,7 +26,15 @@ struct Ingestor::Metrics {
                 r, "nbrl_learner_group_staleness_versions",
                 "Policy versions between a group's oldest action and the learner.")
                 .Add({}, prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 6, 8,
-                                                                 12, 16, 32})) {}
+                                                                 12, 16, 32})) {
+    // Every result at 0 from the start, so dashboards show 0 rather than "no data".
+    for (v1::GroupAck::Result result :
+         {v1::GroupAck::RESULT_ACCEPTED, v1::GroupAck::RESULT_DUPLICATE,
+          v1::GroupAck::RESULT_STALE, v1::GroupAck::RESULT_FILTERED,
+          v1::GroupAck::RESULT_INVALID}) {
+      groups.Add({{"result", common::AckResultName(result)}});
+    }
+  }
   prometheus::Family<prometheus::Counter>& groups;
   prometheus::Gauge& queue_depth;
   prometheus::Histogram& staleness;

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
+#include "common/metrics.h"
 #include "glog/logging.h"
 
 namespace nbrl::learner {
@@ -17,8 +18,20 @@ constexpr size_t kMaxIdBytes = 256;
 }  // namespace
 
 LearnerServiceImpl::LearnerServiceImpl(LearnerServiceOptions options,
-                                       Ingestor* ingestor, WeightPublisher* publisher)
-    : options_(std::move(options)), ingestor_(ingestor), publisher_(publisher) {}
+                                       Ingestor* ingestor, WeightPublisher* publisher,
+                                       prometheus::Registry* registry)
+    : options_(std::move(options)), ingestor_(ingestor), publisher_(publisher) {
+  if (registry != nullptr) {
+    heartbeats_ = &common::GaugeFamily(
+        *registry, "nbrl_learner_actor_heartbeat_timestamp_seconds",
+        "Unix time of each actor's last registration or heartbeat.");
+  }
+}
+
+void LearnerServiceImpl::MarkHeartbeat(const std::string& actor_id) {
+  if (heartbeats_ != nullptr)
+    heartbeats_->Add({{"actor", actor_id}}).SetToCurrentTime();
+}
 
 bool LearnerServiceImpl::Known(const std::string& actor_id) {
   absl::MutexLock lock(&mu_);
@@ -47,6 +60,7 @@ grpc::Status LearnerServiceImpl::RegisterActor(grpc::ServerContext*,
               << request->pid() << ", policy version " << request->policy_version()
               << ")";
   }
+  MarkHeartbeat(request->actor_id());
   response->set_run_id(options_.run_id);
   response->set_learner_rank(options_.rank);
   response->set_current_policy_version(publisher_->current_version());
@@ -76,6 +90,7 @@ grpc::Status LearnerServiceImpl::Heartbeat(grpc::ServerContext*,
     it->second.policy_version = request->policy_version();
     if (shutdown_requested_) it->second.told_shutdown = true;
   }
+  MarkHeartbeat(request->actor_id());
   response->set_current_policy_version(publisher_->current_version());
   response->set_shutdown_requested(shutdown_requested_.load());
   return grpc::Status::OK;

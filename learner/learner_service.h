@@ -20,6 +20,13 @@
 #include "learner/weight_publisher.h"
 #include "nbrl/v1/learner.grpc.pb.h"
 
+namespace prometheus {
+class Registry;
+template <typename T>
+class Family;
+class Gauge;
+}  // namespace prometheus
+
 namespace nbrl::learner {
 
 struct LearnerServiceOptions {
@@ -37,9 +44,11 @@ struct LearnerServiceOptions {
 
 class LearnerServiceImpl final : public v1::LearnerService::Service {
  public:
-  // Not owned; must outlive the service.
+  // Not owned; must outlive the service. With a registry the service exports
+  // nbrl_learner_actor_heartbeat_timestamp_seconds{actor}.
   LearnerServiceImpl(LearnerServiceOptions options, Ingestor* ingestor,
-                     WeightPublisher* publisher);
+                     WeightPublisher* publisher,
+                     prometheus::Registry* registry = nullptr);
 
   grpc::Status RegisterActor(grpc::ServerContext* context,
                              const v1::RegisterActorRequest* request,
@@ -76,10 +85,15 @@ class LearnerServiceImpl final : public v1::LearnerService::Service {
     absl::Time last_seen;
   };
   bool Known(const std::string& actor_id);
+  // Records that `actor_id` was heard from (registration or heartbeat) now.
+  void MarkHeartbeat(const std::string& actor_id);
 
   const LearnerServiceOptions options_;
   Ingestor* const ingestor_;
   WeightPublisher* const publisher_;
+  // Unix time of each actor's last registration or heartbeat; null without a
+  // registry.
+  prometheus::Family<prometheus::Gauge>* heartbeats_ = nullptr;
   std::atomic<uint64_t> step_{0};
   std::atomic<double> mean_reward_{0};
   std::atomic<bool> shutdown_requested_{false};

@@ -337,7 +337,7 @@ absl::Status Run(common::ProcessContext& ctx) {
   so.run_id = ctx.run_dir;
   so.rank = static_cast<uint32_t>(rank);
   so.world_size = static_cast<uint32_t>(world_size);
-  LearnerServiceImpl service(so, &ingestor, &publisher);
+  LearnerServiceImpl service(so, &ingestor, &publisher, ctx.registry.get());
 
   // Versions only grow, also across resumes: actors that outlived the learner hold
   // versions it published after its checkpoint.

@@ -39,7 +39,25 @@ SandboxMetrics::SandboxMetrics(prometheus::Registry& r)
           CounterFamily(r, "nbrl_sandbox_tool_calls_total",
                         "Host-side tool calls, by tool and outcome (ok, error).")),
       tool_latency(HistogramFamily(r, "nbrl_sandbox_tool_latency_seconds",
-                                   "Wall time of host-side tool calls, by tool.")) {}
+                                   "Wall time of host-side tool calls, by tool.")) {
+  // Every kind at 0 from the start, so dashboards show 0 rather than "no data".
+  for (const char* kind :
+       {"timeout", "cpu_time", "memory", "crashed", "exited", "protocol"}) {
+    limit_kills.Add({{"kind", kind}});
+  }
+}
+
+void SandboxMetrics::AddTools(const std::vector<std::string>& tools) {
+  for (const std::string& tool : tools) {
+    for (const char* outcome : {"ok", "error"}) {
+      tool_calls.Add({{"tool", tool}, {"outcome", outcome}});
+    }
+    tool_latency.Add({{"tool", tool}}, common::LatencyBucketsSeconds());
+  }
+  // Calls of a tool the session lacks: always errors.
+  tool_calls.Add({{"tool", "other"}, {"outcome", "error"}});
+  tool_latency.Add({{"tool", "other"}}, common::LatencyBucketsSeconds());
+}
 
 void SandboxMetrics::RecordKill(const std::string& kind) {
   limit_kills.Add({{"kind", kind}}).Increment();

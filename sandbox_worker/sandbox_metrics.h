@@ -5,6 +5,7 @@
 #define NBRL_SANDBOX_WORKER_SANDBOX_METRICS_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "common/metrics.h"
@@ -17,6 +18,9 @@ struct SandboxMetrics {
   // A limit killed a session; `kind` is the CellResult kill_reason.
   void RecordKill(const std::string& kind);
   void RecordToolCall(const std::string& tool, bool ok, absl::Duration latency);
+  // Creates the tool series at 0: each of `tools` with outcomes ok and error, and
+  // "other" (calls of tools a session lacks) with error.
+  void AddTools(const std::vector<std::string>& tools);
 
   prometheus::Registry& registry;
   prometheus::Gauge& sessions_active;

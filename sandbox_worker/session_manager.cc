@@ -39,6 +39,7 @@ SessionManager::SessionManager(const SessionManagerOptions& options,
       tools_(tools),
       metrics_(metrics) {
   if (tools_ != nullptr) served_tools_ = tools_->tools();
+  if (metrics_ != nullptr) metrics_->AddTools(served_tools_);
 }
 
 absl::StatusOr<std::unique_ptr<SessionManager>> SessionManager::Create(
