@@ -24,6 +24,8 @@ const std::vector<Command>& Commands() {
        WorldCommand},
       {"data", "convert question-answering datasets to nbrl JSONL", DataCommand},
       {"launch", "start and supervise a single-node run", LaunchCommand},
+      {"ssh-launch", "run `nbrl launch` on every host of an inventory over ssh",
+       SshLaunchCommand},
       {"init-model", "train a small tokenizer and write a random Qwen2-shaped model",
        InitModelCommand},
       {"eval", "evaluate a policy on a dataset through real sandboxes", EvalCommand},

@@ -35,6 +35,10 @@ int DataCommand(int argc, char** argv);
 // single-node run (sandbox workers, learner ranks, actors).
 int LaunchCommand(int argc, char** argv);
 
+// `nbrl ssh-launch --inventory HOSTS.yaml [--config FILE] [key=value ...]`: runs
+// one `nbrl launch` per host of the inventory over ssh (a multi-node run).
+int SshLaunchCommand(int argc, char** argv);
+
 // `nbrl init-model --out DIR --text FILE...`: trains a small BPE tokenizer and
 // writes a randomly initialised Qwen2-shaped checkpoint.
 int InitModelCommand(int argc, char** argv);
