@@ -25,7 +25,11 @@ endfunction()
 # nbrl_use_torch(TARGET): links libtorch and precompiles <torch/torch.h> for the
 # target, so that touching one .cc recompiles in seconds instead of re-parsing
 # ~300k lines of torch headers. libtorch's own warnings are not ours to fix.
+# A target that does not exist (a test, with NBRL_BUILD_TESTS=OFF) is skipped.
 function(nbrl_use_torch target)
+  if(NOT TARGET ${target})
+    return()
+  endif()
   target_link_libraries(${target} PUBLIC ${TORCH_LIBRARIES})
   target_compile_options(${target} PRIVATE -Wno-unused-parameter)
   target_precompile_headers(${target} PRIVATE <torch/torch.h>)
