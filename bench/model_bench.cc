@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "bench/harness.h"
+#include "common/process.h"
 #include "common/status_macros.h"
 #include "model/checkpoint.h"
 #include "model/scorer.h"
@@ -235,6 +236,7 @@ absl::Status Run(const BenchOptions& o) {
 }  // namespace nbrl::bench
 
 int main(int argc, char** argv) {
+  nbrl::common::KeepFreedMemoryForReuse();
   nbrl::bench::BenchOptions o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];

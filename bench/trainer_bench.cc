@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "bench/harness.h"
+#include "common/process.h"
 #include "common/status_macros.h"
 #include "learner/trainer.h"
 
@@ -147,6 +148,7 @@ absl::Status Run(int rounds, bool quick) {
 }  // namespace nbrl::bench
 
 int main(int argc, char** argv) {
+  nbrl::common::KeepFreedMemoryForReuse();
   int rounds = 3;
   bool quick = false;
   for (int i = 1; i < argc; ++i) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "common/process.h"
 
 namespace {
 
@@ -22,6 +23,7 @@ void PrintUsage(std::ostream& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  nbrl::common::KeepFreedMemoryForReuse();
   if (argc < 2) {
     PrintUsage(std::cerr);
     return 2;

@@ -1,5 +1,7 @@
 #include "common/process.h"
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <iostream>
 
@@ -55,7 +57,15 @@ std::string RunId(const Config& config) {
   return slash == std::string::npos ? dir : dir.substr(slash + 1);
 }
 
+void KeepFreedMemoryForReuse() {
+  // Blocks up to 32 MiB (glibc's largest mmap threshold) come from the heap, and
+  // the heap is trimmed only past 1 GiB of free memory at its top.
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
 int RunProgram(const ProgramSpec& spec, int argc, char** argv) {
+  KeepFreedMemoryForReuse();
   CommandLineOptions cl_options;
   cl_options.allow_positional = spec.allow_positional;
   cl_options.value_flags = spec.value_flags;

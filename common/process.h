@@ -66,6 +66,13 @@ struct ProgramSpec {
 
 int RunProgram(const ProgramSpec& spec, int argc, char** argv);
 
+// Makes glibc keep freed memory for reuse instead of returning every block over
+// 128 KiB to the kernel: libtorch allocates and frees tensors of a few MiB per op,
+// and each fresh mapping costs page faults and zeroing (the learner's step is
+// ~1.5x faster with this; see docs/learner.md). RunProgram calls it; programs
+// that do not go through RunProgram (nbrl, benchmarks) call it from main.
+void KeepFreedMemoryForReuse();
+
 // "[{targets, labels}]": a Prometheus file-based discovery entry for one process.
 std::string PrometheusTarget(const std::string& address, const std::string& component,
                              int64_t rank, const std::string& run_id);
