@@ -195,6 +195,13 @@ int AddActors(const common::Config& c, int delta) {
               << "); start the run first\n";
     return 1;
   }
+  if (auto j = nlohmann::json::parse(common::ReadFile(state_path).value_or(""), nullptr,
+                                     false);
+      j.is_object() && !j.value("runs_actors", true)) {
+    std::cerr << "nbrl launch: node " << node << " of " << run_dir
+              << " runs no actors (launch.roles); scale a node that does\n";
+    return 2;
+  }
   const int want = state->second + delta;
   if (want < 0) {
     std::cerr << "nbrl launch: cannot remove " << -delta << " actors: node " << node
@@ -357,6 +364,13 @@ int LaunchCommand(int argc, char** argv) {
   std::string resume = "nbrl launch";
   if (!cl->config_path.empty()) absl::StrAppend(&resume, " --config ", cl->config_path);
   for (const std::string& o : cl->overrides) absl::StrAppend(&resume, " ", o);
+  if (nodes > 1) {
+    resume = absl::StrCat("starting the launchers of all ", nodes,
+                          " nodes again, as they were started (with Slurm: submit the "
+                          "job again; with ssh-launch: its command again); this node's "
+                          "was: ",
+                          resume);
+  }
 
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
@@ -413,6 +427,7 @@ int LaunchCommand(int argc, char** argv) {
   auto write_state = [&] {
     nlohmann::json j = {{"pid", ::getpid()},
                         {"node", node},
+                        {"runs_actors", run_actor},
                         {"actors", actor_names.size()},
                         {"actor_names", actor_names}};
     (void)common::WriteFileAtomically(StatePath(run_dir, node), j.dump() + "\n");

@@ -330,7 +330,7 @@ struct HostPlan {
 absl::StatusOr<std::vector<HostPlan>> AssignNodes(const Inventory& inv,
                                                   const common::Config& config) {
   std::vector<HostPlan> plans(inv.hosts.size());
-  int with_actors = 0, per_node = -1;
+  int with_actors = 0, per_node = -1, sandboxes_per_node = -1;
   const SshHost* first = nullptr;
   for (size_t i = 0; i < inv.hosts.size(); ++i) {
     const SshHost& h = inv.hosts[i];
@@ -352,6 +352,17 @@ absl::StatusOr<std::vector<HostPlan>> AssignNodes(const Inventory& inv,
           "every host with actors needs the same count (0 for none); add more on "
           "one host later with `nbrl launch ... --add-actors N` there"));
     }
+    const int sandboxes = h.sandboxes > 0
+                              ? h.sandboxes
+                              : static_cast<int>(config.GetInt("launch.sandboxes"));
+    if (per_node >= 0 && sandboxes != sandboxes_per_node) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "hosts ", first->name, " and ", h.name, " run ", sandboxes_per_node, " and ",
+          sandboxes,
+          " sandbox workers: nbrl launch numbers node k's workers from "
+          "k*launch.sandboxes, so every host with actors needs the same count"));
+    }
+    sandboxes_per_node = sandboxes;
     per_node = actors;
     first = first ? first : &h;
     p.node = with_actors++;
