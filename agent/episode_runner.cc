@@ -1,6 +1,7 @@
 #include "agent/episode_runner.h"
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -111,6 +112,17 @@ absl::StatusOr<std::vector<TrajectoryRecord>> EpisodeRunner::Run(
     absl::StatusOr<std::unique_ptr<SandboxSession>> s = sandbox_->OpenSession(so);
     if (s.ok()) {
       episodes[i].session = *std::move(s);
+      // The question is also a variable of the session, so code can parse it
+      // instead of copying names out of the prompt (the system prompt says so).
+      absl::StatusOr<CellResult> setup = episodes[i].session->Execute(
+          absl::StrCat("question = ", nlohmann::json(tasks[i].example.question).dump()),
+          options_.cell_timeout);
+      if (!setup.ok() || setup->has_error) {
+        episodes[i].End(EndingReason::kSandboxFailure,
+                        absl::StrCat("defining `question` in the session: ",
+                                     setup.ok() ? setup->error_message
+                                                : setup.status().ToString()));
+      }
     } else {
       episodes[i].End(EndingReason::kSandboxFailure,
                       absl::StrCat("opening a session: ", s.status().ToString()));

@@ -21,7 +21,8 @@ std::string SystemPrompt(const std::vector<ToolDescription>& tools, int max_step
       "<think>what you know, what you need, what this cell will do</think>\n"
       "<code>\npython code\n</code>\n"
       "The cell runs in a persistent Python session (variables stay between cells) "
-      "and you see its output in <output>...</output>. Print what you need to see.\n\n";
+      "and you see its output in <output>...</output>. Print what you need to see. "
+      "The question is also in the variable `question`.\n\n";
   if (!tools.empty()) {
     absl::StrAppend(&out, "Functions available in the session:\n");
     for (const ToolDescription& t : tools) {

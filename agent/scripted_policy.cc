@@ -1,5 +1,7 @@
 #include "agent/scripted_policy.h"
 
+#include <algorithm>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -14,14 +16,67 @@ using nlohmann::json;
 // A Python string literal for `s`.
 std::string Py(const std::string& s) { return json(s).dump(); }
 
-// The document title of a hop: a literal title, or "$i" for the value of hop i.
-std::string TitleExpr(const std::string& doc) {
-  return doc.rfind('$', 0) == 0 ? absl::StrCat("v", doc.substr(1)) : Py(doc);
+// The names the question mentions, in the order it mentions them: the plan's
+// literal documents (not "$i" results). Each becomes a group of the question's
+// pattern, so the code reads names from the `question` variable instead of
+// spelling them out.
+std::vector<std::string> QuestionNames(const Example& ex, const json& plan) {
+  std::vector<std::pair<size_t, std::string>> found;
+  for (const json& hop : plan) {
+    const std::string doc = hop.value("doc", "");
+    if (doc.empty() || doc[0] == '$') continue;
+    bool seen = false;
+    for (const auto& f : found) seen = seen || f.second == doc;
+    const size_t at = ex.question.find(doc);
+    if (!seen && at != std::string::npos) found.emplace_back(at, doc);
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> names;
+  for (const auto& f : found) names.push_back(f.second);
+  return names;
 }
 
-std::string HopCode(int i, const std::string& doc, const std::string& field, int k,
+// A Python regular expression matching the question, with a group per name.
+std::string QuestionPattern(const std::string& question,
+                            const std::vector<std::string>& names) {
+  std::string out;
+  size_t i = 0;
+  while (i < question.size()) {
+    bool name = false;
+    for (const std::string& n : names) {
+      if (question.compare(i, n.size(), n) == 0) {
+        out += "(.+)";
+        i += n.size();
+        name = true;
+        break;
+      }
+    }
+    if (name) continue;
+    const char c = question[i++];
+    if (std::strchr(".^$*+?()[]{}|\\", c) != nullptr) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// Group number (from 1) of a name in the question's pattern; 0 when absent.
+int GroupOf(const std::vector<std::string>& names, const std::string& doc) {
+  for (size_t g = 0; g < names.size(); ++g) {
+    if (names[g] == doc) return static_cast<int>(g) + 1;
+  }
+  return 0;
+}
+
+// The document title of a hop as Python: "$i" is the value of hop i, a name of the
+// question is its group, anything else a literal.
+std::string TitleExpr(const std::string& doc, const std::vector<std::string>& names) {
+  if (doc.rfind('$', 0) == 0) return absl::StrCat("v", doc.substr(1));
+  const int g = GroupOf(names, doc);
+  return g > 0 ? absl::StrCat("q.group(", g, ")") : Py(doc);
+}
+
+std::string HopCode(int i, const std::string& title, const std::string& field, int k,
                     bool broaden, bool check_title) {
-  std::string title = TitleExpr(doc);
   return absl::StrCat(
       "import re\n", "title = ", title, "\n", "hits = web_search(",
       broaden ? "title.split()[-1]" : "title", ", k=", broaden ? 10 : k, ")\n",
@@ -36,10 +91,14 @@ std::string HopCode(int i, const std::string& doc, const std::string& field, int
       "print(title, '->', v", i, ")");
 }
 
-// "$i" (the value found by hop i) as people read it: "the result of todo i+1".
-std::string DocName(const std::string& doc) {
-  if (doc.empty() || doc[0] != '$') return doc;
-  return absl::StrCat("the result of todo ", std::stoi(doc.substr(1)) + 1);
+// A hop's document as people read it: "the result of todo i+1" for "$i", "name 2
+// of the question" for a name the question mentions.
+std::string DocName(const std::string& doc, const std::vector<std::string>& names) {
+  if (!doc.empty() && doc[0] == '$') {
+    return absl::StrCat("the result of todo ", std::stoi(doc.substr(1)) + 1);
+  }
+  const int g = GroupOf(names, doc);
+  return g > 0 ? absl::StrCat("name ", g, " of the question") : doc;
 }
 
 }  // namespace
@@ -83,6 +142,7 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
   }
 
   const int hops = static_cast<int>(plan.size());
+  const std::vector<std::string> names = QuestionNames(*ex, plan);
   if (st.hop < hops) {
     int i = st.hop++;
     std::string doc = plan[i]["doc"];
@@ -91,27 +151,31 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
       field = field == "Born" ? "Founded" : "Born";  // the wrong hop
     }
     std::string think =
-        i == 0 ? absl::StrCat("The question: ", ex->question, " I will look up ", hops,
-                              hops == 1 ? " fact" : " facts",
-                              " one at a time and note each. First: the ", field,
-                              " of ", doc, ".")
-               : absl::StrCat("Next I need the ", field, " of ", DocName(doc), ".");
+        i == 0
+            ? absl::StrCat("I will look up ", hops, hops == 1 ? " fact" : " facts",
+                           " one at a time and note each. First: the ", field, " of ",
+                           DocName(doc, names), ".")
+            : absl::StrCat("Next I need the ", field, " of ", DocName(doc, names), ".");
     if (st.retries > 0)
       think =
           absl::StrCat("The last cell failed; I retry with a broader search. ", think);
     std::string code;
     if (i == 0) {
+      // The names come from the question itself (the session's `question`).
+      absl::StrAppend(&code, "import re\nq = re.fullmatch(",
+                      Py(QuestionPattern(ex->question, names)),
+                      ", question)\nassert q, 'the question has another form'\n");
       for (int h = 0; h < hops; ++h) {
         absl::StrAppend(&code, "notepad.add_todo(",
                         Py(absl::StrCat("find ", std::string(plan[h]["field"]), " of ",
-                                        DocName(plan[h]["doc"]))),
+                                        DocName(plan[h]["doc"], names))),
                         ")\n");
       }
     }
     // The skipped check: take the first search hit without comparing its title.
     bool check_title = !(st.fault == 1 && i == hops - 1);
-    absl::StrAppend(
-        &code, HopCode(i, doc, field, options_.search_k, st.retries > 0, check_title));
+    absl::StrAppend(&code, HopCode(i, TitleExpr(doc, names), field, options_.search_k,
+                                   st.retries > 0, check_title));
     return absl::StrCat("<think>", think, "</think>\n<code>\n", code, "\n</code>");
   }
 
@@ -122,10 +186,10 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
     std::string op = meta.value("op", "min");
     think = absl::StrCat("I have both values; the answer is the one with the ",
                          op == "min" ? "smaller" : "larger", " value.");
-    code =
-        absl::StrCat("a, b = float(v0.replace(',', '')), float(v1.replace(',', ''))\n",
-                     "answer = ", Py(plan[0]["doc"]), " if a ", op == "min" ? "<" : ">",
-                     " b else ", Py(plan[1]["doc"]), "\n");
+    code = absl::StrCat(
+        "a, b = float(v0.replace(',', '')), float(v1.replace(',', ''))\n",
+        "answer = ", TitleExpr(plan[0]["doc"], names), " if a ",
+        op == "min" ? "<" : ">", " b else ", TitleExpr(plan[1]["doc"], names), "\n");
   } else if (kind == "arithmetic") {
     std::string expr = meta.value("op", "$0");
     for (int h = hops - 1; h >= 0; --h) {

@@ -1,5 +1,6 @@
 // An in-memory twin of a sandbox for agent tests: each session answers a cell with
 // a function of (code, cell index) instead of running Python. Counts what happens.
+// The episode runner's set-up cell that defines `question` always succeeds.
 #ifndef NBRL_TESTS_FAKES_FAKE_SANDBOX_H_
 #define NBRL_TESTS_FAKES_FAKE_SANDBOX_H_
 
@@ -32,7 +33,8 @@ class FakeSandbox : public agent::SandboxClient {
 
   std::atomic<int> opened{0};
   std::atomic<int> closed{0};
-  std::atomic<int> executed{0};
+  std::atomic<int> executed{0};  // the agent's cells
+  std::atomic<int> setups{0};    // set-up cells defining `question`
 
  private:
   class Session : public agent::SandboxSession {
@@ -43,6 +45,13 @@ class FakeSandbox : public agent::SandboxClient {
     absl::StatusOr<agent::CellResult> Execute(const std::string& code,
                                               absl::Duration timeout) override {
       (void)timeout;
+      // The episode runner's set-up cell (`question = "..."`) succeeds without
+      // reaching the cell function, so tests see only the agent's cells.
+      if (!setup_done_ && code.rfind("question = ", 0) == 0) {
+        setup_done_ = true;
+        owner_->setups++;
+        return agent::CellResult{};
+      }
       owner_->executed++;
       return owner_->fn_(label_, code, cells_++);
     }
@@ -59,6 +68,7 @@ class FakeSandbox : public agent::SandboxClient {
     std::string label_;
     int cells_ = 0;
     bool closed_ = false;
+    bool setup_done_ = false;
   };
 
   CellFn fn_;
