@@ -4,6 +4,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/utf8.h"
+#include "glog/logging.h"
 
 namespace nbrl::actor {
 namespace {
@@ -43,6 +44,7 @@ class GrpcSession : public agent::SandboxSession {
                                             absl::Duration timeout) override {
     if (closed_) return absl::FailedPreconditionError("the session is closed");
     grpc::ClientContext ctx;
+    options_.auth.Apply(&ctx);
     SetDeadline(&ctx, timeout + options_.rpc_margin);
     v1::ExecuteRequest req;
     req.set_session_id(id_);
@@ -64,6 +66,7 @@ class GrpcSession : public agent::SandboxSession {
     if (closed_) return absl::OkStatus();
     closed_ = true;
     grpc::ClientContext ctx;
+    options_.auth.Apply(&ctx);
     SetDeadline(&ctx, options_.open_timeout);
     v1::CloseSessionRequest req;
     req.set_session_id(id_);
@@ -133,8 +136,7 @@ GrpcSandboxClient::GrpcSandboxClient(GrpcSandboxOptions options)
     : options_(std::move(options)) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.address,
-                                       grpc::InsecureChannelCredentials(), args);
+  channel_ = options_.auth.CreateChannel(options_.address, args);
   stub_ = v1::SandboxService::NewStub(channel_);
   if (!options_.client_id.empty())
     attach_thread_ = std::thread([this] { AttachLoop(); });
@@ -152,6 +154,7 @@ GrpcSandboxClient::~GrpcSandboxClient() {
 void GrpcSandboxClient::AttachLoop() {
   while (true) {
     grpc::ClientContext ctx;
+    options_.auth.Apply(&ctx);
     ctx.set_wait_for_ready(true);
     {
       absl::MutexLock lock(&mu_);
@@ -164,7 +167,11 @@ void GrpcSandboxClient::AttachLoop() {
     v1::AttachEvent event;
     while (reader->Read(&event)) {
     }
-    (void)reader->Finish();
+    grpc::Status st = reader->Finish();
+    if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      LOG_EVERY_T(WARNING, 60) << "the sandbox at " << options_.address
+                               << " refused Attach: " << st.error_message();
+    }
     absl::MutexLock lock(&mu_);
     attach_context_ = nullptr;
     // Re-attach after a worker restart, unless closing.
@@ -175,6 +182,7 @@ void GrpcSandboxClient::AttachLoop() {
 absl::StatusOr<std::unique_ptr<agent::SandboxSession>> GrpcSandboxClient::OpenSession(
     const agent::SessionOptions& options) {
   grpc::ClientContext ctx;
+  options_.auth.Apply(&ctx);
   SetDeadline(&ctx, options_.open_timeout);
   v1::OpenSessionRequest req;
   req.set_client_id(options_.client_id);
@@ -194,6 +202,7 @@ absl::StatusOr<std::unique_ptr<agent::SandboxSession>> GrpcSandboxClient::OpenSe
 
 absl::StatusOr<v1::HealthResponse> GrpcSandboxClient::Health(absl::Duration timeout) {
   grpc::ClientContext ctx;
+  options_.auth.Apply(&ctx);
   SetDeadline(&ctx, timeout);
   ctx.set_wait_for_ready(true);
   v1::HealthResponse resp;

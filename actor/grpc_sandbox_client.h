@@ -9,6 +9,9 @@
 // a worker restart), so if this process dies the worker closes its sessions at once
 // instead of at their idle timeout.
 //
+// Every call carries options.auth's token; on TCP the channel uses its TLS
+// material (a unix socket never uses TLS).
+//
 // Thread-safe: sessions of one client may be used from different threads, each
 // session by one thread at a time.
 #ifndef NBRL_ACTOR_GRPC_SANDBOX_CLIENT_H_
@@ -22,6 +25,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "agent/sandbox_client.h"
+#include "common/grpc_auth.h"
 #include "nbrl/v1/sandbox.grpc.pb.h"
 
 namespace nbrl::actor {
@@ -34,6 +38,8 @@ struct GrpcSandboxOptions {
   absl::Duration open_timeout = absl::Seconds(30);
   // Client id sent with OpenSession and Attach (the actor id); empty: no Attach.
   std::string client_id;
+  // Token (and, on TCP, TLS material) presented to the worker (default: none).
+  common::ClientAuth auth;
 };
 
 class GrpcSandboxClient : public agent::SandboxClient {

@@ -41,8 +41,7 @@ LearnerClient::LearnerClient(LearnerClientOptions options)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(options_.backoff_max)));
-  channel_ = grpc::CreateCustomChannel(options_.address,
-                                       grpc::InsecureChannelCredentials(), args);
+  channel_ = options_.auth.CreateChannel(options_.address, args);
   stub_ = v1::LearnerService::NewStub(channel_);
 }
 
@@ -50,6 +49,7 @@ LearnerClient::~LearnerClient() { Close(); }
 
 absl::Status LearnerClient::RegisterOnce() {
   grpc::ClientContext ctx;
+  options_.auth.Apply(&ctx);
   ctx.set_deadline(ToChrono(absl::Now() + options_.rpc_timeout));
   v1::RegisterActorRequest req;
   req.set_actor_id(options_.actor_id);
@@ -83,7 +83,11 @@ absl::Status LearnerClient::RegisterWithRetry(absl::Time deadline) {
   while (true) {
     absl::Status st = RegisterOnce();
     if (st.ok()) return st;
-    if (absl::IsInvalidArgument(st) || absl::IsUnauthenticated(st)) return st;
+    if (absl::IsUnauthenticated(st)) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          "the learner at ", options_.address, " refused this actor: ", st.message()));
+    }
+    if (absl::IsInvalidArgument(st)) return st;
     if (absl::Now() + delay > deadline) {
       return absl::UnavailableError(absl::StrCat("cannot register with the learner at ",
                                                  options_.address, ": ", st.message()));
@@ -156,6 +160,7 @@ void LearnerClient::StreamLoop() {
   absl::Duration delay = options_.backoff_initial;
   while (true) {
     grpc::ClientContext ctx;
+    options_.auth.Apply(&ctx);
     {
       absl::MutexLock lock(&mu_);
       if (closing_) return;
@@ -240,6 +245,7 @@ void LearnerClient::HeartbeatLoop() {
       if (mu_.AwaitWithTimeout(absl::Condition(&closing_), interval)) return;
     }
     grpc::ClientContext ctx;
+    options_.auth.Apply(&ctx);
     ctx.set_deadline(ToChrono(absl::Now() + options_.rpc_timeout));
     v1::HeartbeatRequest req;
     req.set_actor_id(options_.actor_id);
@@ -278,6 +284,7 @@ void LearnerClient::WeightLoop(
   absl::Duration delay = options_.backoff_initial;
   while (true) {
     grpc::ClientContext ctx;
+    options_.auth.Apply(&ctx);
     {
       absl::MutexLock lock(&mu_);
       if (closing_) return;

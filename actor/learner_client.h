@@ -13,6 +13,9 @@
 // checksums) and hands it to a callback; after a failure it resubscribes from the
 // version it holds.
 //
+// Every call carries options.auth's token (and uses its TLS material). A learner
+// that refuses the credentials (UNAUTHENTICATED) fails Start at once.
+//
 // Thread-safe. Close() (or the destructor) stops and joins every thread.
 #ifndef NBRL_ACTOR_LEARNER_CLIENT_H_
 #define NBRL_ACTOR_LEARNER_CLIENT_H_
@@ -32,6 +35,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_auth.h"
 #include "common/weight_stream.h"
 #include "nbrl/v1/learner.grpc.pb.h"
 
@@ -57,6 +61,8 @@ struct LearnerClientOptions {
   absl::Duration rpc_timeout = absl::Seconds(10);
   // Largest message accepted (weight chunks) and sent (groups).
   int max_message_bytes = 64 << 20;
+  // TLS material and token presented to the learner (default: none).
+  common::ClientAuth auth;
 };
 
 struct LearnerClientStats {

@@ -20,6 +20,7 @@
 #include "agent/model_policy.h"
 #include "agent/scripted_policy.h"
 #include "agent/task_family.h"
+#include "common/grpc_auth.h"
 #include "common/metrics.h"
 #include "common/process.h"
 #include "common/status_macros.h"
@@ -88,9 +89,13 @@ absl::Status Run(common::ProcessContext& ctx) {
   // The weight version the episodes run with (the scripted expert has none: 0).
   uint64_t running_version = 0;
 
+  // The same credentials for the sandbox worker and the learner.
+  ASSIGN_OR_RETURN(common::ClientAuth auth,
+                   common::ClientAuth::Load(common::AuthOptionsFrom(c)));
   GrpcSandboxOptions sbo;
   sbo.address = c.GetString("actor.sandbox");
   sbo.client_id = actor_id;
+  sbo.auth = auth;
   ASSIGN_OR_RETURN(std::unique_ptr<GrpcSandboxClient> sandbox,
                    GrpcSandboxClient::Create(sbo));
 
@@ -98,6 +103,7 @@ absl::Status Run(common::ProcessContext& ctx) {
   lco.address = c.GetString("actor.learner");
   lco.actor_id = actor_id;
   lco.group_size = static_cast<uint32_t>(group_size);
+  lco.auth = auth;
   ASSIGN_OR_RETURN(std::unique_ptr<LearnerClient> learner,
                    LearnerClient::Create(lco, ctx.registry.get()));
   RETURN_IF_ERROR(learner->Start(0, absl::Now() + absl::Minutes(2)));

@@ -17,6 +17,8 @@
 #include "cli/commands.h"
 #include "common/command_line.h"
 #include "common/file_util.h"
+#include "common/grpc_auth.h"
+#include "common/nbrl_config.h"
 #include "model/checkpoint.h"
 
 namespace nbrl::cli {
@@ -39,7 +41,10 @@ constexpr char kUsage[] =
     "  --max-steps N     actions per episode, default 8\n"
     "  --temperature T   sampling temperature of a model policy, default 1\n"
     "  --noise P         fault probability of the scripted policy, default 0\n"
-    "  --seed N          sampling / noise seed, default 1\n";
+    "  --seed N          sampling / noise seed, default 1\n"
+    "  --config FILE     the run's YAML: its auth.* keys (token, TLS) reach a\n"
+    "                    sandbox that requires them; key=value overrides apply\n"
+    "                    (e.g. auth.token_file=run/certs/token)\n";
 
 struct Flags {
   std::map<std::string, std::string> values;
@@ -88,6 +93,18 @@ int EvalCommand(int argc, char** argv) {
       std::cerr << "nbrl eval: " << required << " is required (try --help)\n";
       return 2;
     }
+  }
+  // Credentials for the sandbox, from the run's configuration.
+  auto config =
+      common::Config::Load(common::NbrlConfigSchema(), cl->config_path, cl->overrides);
+  if (!config.ok()) {
+    std::cerr << "nbrl eval: " << config.status().message() << "\n";
+    return 2;
+  }
+  auto auth = common::ClientAuth::Load(common::AuthOptionsFrom(*config));
+  if (!auth.ok()) {
+    std::cerr << "nbrl eval: " << auth.status().message() << "\n";
+    return 2;
   }
   double limit, samples, concurrency, max_steps, temperature, noise, seed;
   if (!Number(f, "--limit", 0, &limit) || !Number(f, "--samples", 1, &samples) ||
@@ -155,6 +172,7 @@ int EvalCommand(int argc, char** argv) {
   actor::GrpcSandboxOptions sbo;
   sbo.address = f.Get("--sandbox");
   sbo.client_id = "nbrl-eval";
+  sbo.auth = *auth;
   auto sandbox = actor::GrpcSandboxClient::Create(sbo);
   if (!sandbox.ok()) {
     std::cerr << "nbrl eval: " << sandbox.status().message() << "\n";

@@ -154,6 +154,10 @@ std::string StatusLine(const Progress& p, int actors_alive, int actors, int rest
                               p.last.value("tokens", 0) / dt);
       }
     }
+    if (p.last.contains("staleness_mean")) {
+      absl::StrAppendFormat(&s, "  staleness %.1f",
+                            p.last.value("staleness_mean", 0.0));
+    }
   }
   absl::StrAppendFormat(&s, "  actors %d/%d  restarts %d", actors_alive, actors,
                         restarts);

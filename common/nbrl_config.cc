@@ -38,6 +38,25 @@ void DeclareMetrics(ConfigSchema& s) {
         0, 65535);
 }
 
+void DeclareAuth(ConfigSchema& s) {
+  s.String("auth.token_file", "",
+           "File holding the run's shared token (deploy/make-certs.sh makes one). "
+           "Clients send it with every call; servers refuse calls without it. Empty: "
+           "no token.");
+  s.String("auth.tls_cert", "",
+           "This process's certificate (PEM): servers on TCP serve TLS with it, "
+           "clients present it for mutual TLS. Needs auth.tls_key. Empty: servers "
+           "serve plaintext.");
+  s.String("auth.tls_key", "", "The private key (PEM, unencrypted) of auth.tls_cert.");
+  s.String("auth.tls_ca", "",
+           "CA bundle (PEM) that verifies peers. On a server it makes client "
+           "certificates required (mutual TLS); on a client it verifies the server "
+           "and turns TLS on.");
+  s.String("auth.tls_server_name", "",
+           "Name the server's certificate must carry, instead of the host clients "
+           "connect to (e.g. when connecting by an IP address it does not list).");
+}
+
 void DeclareSandbox(ConfigSchema& s) {
   s.String("sandbox.address", "",
            "Where nbrl-sandbox serves SandboxService: unix:PATH or HOST:PORT (port 0: "
@@ -242,6 +261,7 @@ ConfigSchema BuildSchema() {
   DeclareProcess(s);
   DeclareLog(s);
   DeclareMetrics(s);
+  DeclareAuth(s);
   DeclareSandbox(s);
   DeclareModel(s);
   DeclareLearner(s);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/command_line.h"
 #include "common/file_util.h"
+#include "common/grpc_auth.h"
 #include "common/logging.h"
 #include "common/nbrl_config.h"
 #include "common/version.h"
@@ -115,6 +116,18 @@ int RunProgram(const ProgramSpec& spec, int argc, char** argv) {
   if (absl::Status st = InitLogging(log_options); !st.ok()) {
     PrintError(spec, st);
     return kExitUsage;
+  }
+  // Every program is a gRPC server or client: unusable auth files are
+  // configuration errors, reported before anything starts.
+  if (absl::Status st = LoadAuthMaterial(AuthOptionsFrom(*config)).status(); !st.ok()) {
+    PrintError(spec, st);
+    return kExitUsage;
+  }
+  if (spec.validate) {
+    if (absl::Status st = spec.validate(*config, cl->positional); !st.ok()) {
+      PrintError(spec, st);
+      return kExitUsage;
+    }
   }
 
   ProcessContext ctx;

@@ -9,7 +9,8 @@
 // installs the SIGINT/SIGTERM handling before any thread starts, sets up logging
 // tagged "<component>/<rank>", starts the metrics server, writes the resolved
 // config to run.dir/config/<component>-<rank>.yaml and the metrics target to
-// run.dir/prometheus/<component>-<rank>.json, and then calls spec.run.
+// run.dir/prometheus/<component>-<rank>.json, and then calls spec.run. The files
+// the auth.* keys name are read and checked first (a configuration error).
 //
 // spec.run must return once ctx.shutdown->requested() (after finishing or handing
 // back its in-flight work); RunProgram then flushes and exits 0. Exit codes: 0 on
@@ -60,6 +61,12 @@ struct ProgramSpec {
   std::vector<std::string> bool_flags;
   // The program. A non-OK status is printed to stderr and exits 1.
   std::function<absl::Status(ProcessContext&)> run;
+  // Optional checks of the configuration specific to this program (e.g. that a
+  // server's TLS material is complete), given the positional arguments too. An
+  // error is a configuration error: printed, exit 2, nothing started. The auth.*
+  // files are checked for every program (common/grpc_auth.h) before this.
+  std::function<absl::Status(const Config&, const std::vector<std::string>& args)>
+      validate;
   // The configuration key of this program's shutdown grace (a Duration).
   std::string shutdown_grace_key = "process.shutdown_grace";
 };

@@ -50,6 +50,8 @@ packages=(
   # a one-node Slurm cluster runs deploy/slurm (tests/slurm_test), and sshd serves
   # two network-namespace "hosts" for deploy/ssh (tests/ssh_test)
   prometheus slurm-wlm munge openssh-server openssh-client iproute2
+  gnuplot-nox  # quickstart: deploy/quickstart.sh draws learning.png with it
+  openssl  # deploy/make-certs.sh: a run's CA, certificates and token (docs/security.md)
 )
 # deploy/k8s test: the kubectl client (with kustomize), only when none is on PATH.
 if ! command -v kubectl >/dev/null; then

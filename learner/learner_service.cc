@@ -41,9 +41,13 @@ bool LearnerServiceImpl::Known(const std::string& actor_id) {
   return true;
 }
 
-grpc::Status LearnerServiceImpl::RegisterActor(grpc::ServerContext*,
+grpc::Status LearnerServiceImpl::RegisterActor(grpc::ServerContext* context,
                                                const v1::RegisterActorRequest* request,
                                                v1::RegisterActorResponse* response) {
+  if (grpc::Status s = common::Authenticate(options_.auth, *context, "RegisterActor");
+      !s.ok()) {
+    return s;
+  }
   if (request->actor_id().empty() || request->actor_id().size() > kMaxIdBytes) {
     return Invalid(absl::StrCat("actor_id must have 1 to ", kMaxIdBytes, " bytes"));
   }
@@ -74,9 +78,13 @@ grpc::Status LearnerServiceImpl::RegisterActor(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status LearnerServiceImpl::Heartbeat(grpc::ServerContext*,
+grpc::Status LearnerServiceImpl::Heartbeat(grpc::ServerContext* context,
                                            const v1::HeartbeatRequest* request,
                                            v1::HeartbeatResponse* response) {
+  if (grpc::Status s = common::Authenticate(options_.auth, *context, "Heartbeat");
+      !s.ok()) {
+    return s;
+  }
   {
     absl::MutexLock lock(&mu_);
     auto it = actors_.find(request->actor_id());
@@ -117,6 +125,11 @@ int LearnerServiceImpl::WaitUntilActorsTold(absl::Time deadline) {
 grpc::Status LearnerServiceImpl::PushTrajectories(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::GroupAck, v1::TrajectoryGroup>* stream) {
+  if (grpc::Status s =
+          common::Authenticate(options_.auth, *context, "PushTrajectories");
+      !s.ok()) {
+    return s;
+  }
   v1::TrajectoryGroup group;
   while (stream->Read(&group)) {
     if (!Known(group.actor_id())) {
@@ -142,6 +155,12 @@ grpc::Status LearnerServiceImpl::PushTrajectories(
 grpc::Status LearnerServiceImpl::SubscribeWeights(
     grpc::ServerContext* context, const v1::SubscribeWeightsRequest* request,
     grpc::ServerWriter<v1::WeightChunk>* writer) {
+  // Weights are never served to an unauthenticated caller.
+  if (grpc::Status s =
+          common::Authenticate(options_.auth, *context, "SubscribeWeights");
+      !s.ok()) {
+    return s;
+  }
   if (!Known(request->actor_id())) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("actor '", request->actor_id(),
@@ -155,8 +174,13 @@ grpc::Status LearnerServiceImpl::SubscribeWeights(
   return common::ToGrpcStatus(st);
 }
 
-grpc::Status LearnerServiceImpl::Status(grpc::ServerContext*, const v1::StatusRequest*,
+grpc::Status LearnerServiceImpl::Status(grpc::ServerContext* context,
+                                        const v1::StatusRequest*,
                                         v1::StatusResponse* response) {
+  if (grpc::Status s = common::Authenticate(options_.auth, *context, "Status");
+      !s.ok()) {
+    return s;
+  }
   IngestorStats s = ingestor_->stats();
   response->set_run_id(options_.run_id);
   response->set_learner_rank(options_.rank);

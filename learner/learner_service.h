@@ -1,6 +1,9 @@
 // The gRPC face of a learner rank (nbrl.v1.LearnerService): a thin adapter over the
 // Ingestor (trajectory groups in), the WeightPublisher (weights out) and the actor
-// registry. Every request is validated; unknown actors get FAILED_PRECONDITION.
+// registry. Every call is first authenticated (options.auth: the run's token and,
+// under mutual TLS, a client certificate; UNAUTHENTICATED otherwise, before
+// anything else happens, weights included), then validated; unknown actors get
+// FAILED_PRECONDITION.
 //
 // Uses gRPC's synchronous API: each stream has a thread of gRPC's pool, so waiting
 // on a full ingestion queue blocks only that actor's stream (back-pressure).
@@ -16,6 +19,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/grpc_auth.h"
 #include "learner/ingestor.h"
 #include "learner/weight_publisher.h"
 #include "nbrl/v1/learner.grpc.pb.h"
@@ -40,6 +44,9 @@ struct LearnerServiceOptions {
   // stream is failed with RESOURCE_EXHAUSTED (the actor then reconnects and
   // re-sends it).
   absl::Duration queue_wait = absl::Minutes(10);
+  // Checks every call's credentials; not owned, must outlive the service. Null:
+  // no checks (tests).
+  const common::ServerAuth* auth = nullptr;
 };
 
 class LearnerServiceImpl final : public v1::LearnerService::Service {

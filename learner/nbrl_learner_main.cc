@@ -11,6 +11,7 @@
 // SIGINT/SIGTERM after the step in progress, leaving a checkpoint.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <limits>
@@ -20,12 +21,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
+#include "common/grpc_auth.h"
 #include "common/metrics.h"
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "learner/checkpoint.h"
 #include "learner/group_journal.h"
+#include "learner/group_validator.h"
 #include "learner/learner_service.h"
 #include "learner/trainer.h"
 #include "model/checkpoint.h"
@@ -333,7 +336,12 @@ absl::Status Run(common::ProcessContext& ctx) {
   WeightPublisherOptions wpo;
   wpo.chunk_bytes = static_cast<size_t>(c.GetInt("learner.chunk_bytes"));
   WeightPublisher publisher(wpo, ctx.registry.get());
+  ASSIGN_OR_RETURN(std::unique_ptr<common::ServerAuth> auth,
+                   common::ServerAuth::Create(common::AuthOptionsFrom(c),
+                                              c.GetString("learner.address"), "learner",
+                                              ctx.registry.get()));
   LearnerServiceOptions so;
+  so.auth = auth.get();
   so.run_id = ctx.run_dir;
   so.rank = static_cast<uint32_t>(rank);
   so.world_size = static_cast<uint32_t>(world_size);
@@ -387,20 +395,22 @@ absl::Status Run(common::ProcessContext& ctx) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.SetMaxReceiveMessageSize(256 << 20);
-  builder.AddListeningPort(c.GetString("learner.address"),
-                           grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(c.GetString("learner.address"), auth->Credentials(), &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", c.GetString("learner.address")));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", c.GetString("learner.address"),
+        auth->tls() ? " with TLS (are auth.tls_cert and auth.tls_key a matching "
+                      "PEM certificate and key?)"
+                    : ""));
   }
   const std::string host = c.GetString("learner.address")
                                .substr(0, c.GetString("learner.address").rfind(':'));
   ctx.shutdown->OnShutdown([&] { ingestor.Close(); });
   std::cout << "ready address=" << host << ":" << port << std::endl;
-  LOG(INFO) << "learner: rank " << rank << " serving on " << host << ":" << port
-            << ", model " << model_path << " ("
+  LOG(INFO) << "learner: rank " << rank << " serving on " << host << ":" << port << " ("
+            << auth->Describe() << "), model " << model_path << " ("
             << model::ParameterCount(policy->config()) << " parameters), step "
             << trainer->step() << ", weight version " << version;
 
@@ -428,6 +438,16 @@ absl::Status Run(common::ProcessContext& ctx) {
       break;
     }
     const StepStats& s = *stepped;
+    // Staleness as trained: policy versions between the weights that generated a
+    // group (its oldest step) and the weights this step updated.
+    double staleness_sum = 0;
+    uint64_t staleness_max = 0;
+    for (const auto& g : groups) {
+      const uint64_t oldest = OldestPolicyVersion(g);
+      const uint64_t lag = version > oldest ? version - oldest : 0;
+      staleness_sum += static_cast<double>(lag);
+      staleness_max = std::max(staleness_max, lag);
+    }
     ++version;
     absl::Time t_publish = absl::Now();
     if (absl::Status st = publish(); !st.ok()) {
@@ -487,6 +507,8 @@ absl::Status Run(common::ProcessContext& ctx) {
     line["tokens"] = s.tokens;
     line["actions"] = s.actions;
     line["trajectories"] = s.trajectories;
+    line["staleness_mean"] = staleness_sum / static_cast<double>(groups.size());
+    line["staleness_max"] = staleness_max;
     std::vector<std::string> ids;
     for (const auto& g : groups) ids.push_back(g.group_id());
     line["groups"] = ids;
@@ -541,5 +563,9 @@ int main(int argc, char** argv) {
   spec.summary = "a learner rank: ingests trajectory groups, trains, publishes weights";
   spec.run = nbrl::learner::Run;
   spec.shutdown_grace_key = "learner.shutdown_grace";
+  spec.validate = [](const nbrl::common::Config& c, const std::vector<std::string>&) {
+    return nbrl::common::ValidateServerAuth(nbrl::common::AuthOptionsFrom(c),
+                                            c.GetString("learner.address"));
+  };
   return nbrl::common::RunProgram(spec, argc, argv);
 }

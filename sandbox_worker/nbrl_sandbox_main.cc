@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/grpc_auth.h"
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
@@ -96,6 +97,16 @@ absl::Status Run(common::ProcessContext& ctx) {
   return absl::OkStatus();
 }
 
+// sandbox.address, or the run's default unix socket.
+std::string ServeAddress(const common::Config& c) {
+  std::string address = c.GetString("sandbox.address");
+  if (address.empty()) {
+    address = absl::StrCat("unix:", c.GetString("run.dir"), "/sandbox-",
+                           c.GetInt("process.rank"), ".sock");
+  }
+  return address;
+}
+
 absl::Status Serve(common::ProcessContext& ctx) {
   if (ctx.args.size() > 1) {
     return absl::InvalidArgumentError(
@@ -106,29 +117,35 @@ absl::Status Serve(common::ProcessContext& ctx) {
   SessionManagerOptions options = ManagerOptions(*ctx.config);
   ASSIGN_OR_RETURN(auto manager,
                    SessionManager::Create(options, tools.get(), &metrics));
-  SandboxServiceImpl service(manager.get());
-  std::string address = ctx.config->GetString("sandbox.address");
-  if (address.empty())
-    address = absl::StrCat("unix:", ctx.run_dir, "/", ctx.process_name, ".sock");
+  const std::string address = ServeAddress(*ctx.config);
+  ASSIGN_OR_RETURN(std::unique_ptr<common::ServerAuth> auth,
+                   common::ServerAuth::Create(common::AuthOptionsFrom(*ctx.config),
+                                              address, "sandbox", ctx.registry.get()));
+  SandboxServiceImpl service(manager.get(), auth.get());
   if (absl::StartsWith(address, "unix:")) unlink(address.substr(5).c_str());
   int port = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(address, auth->Credentials(), &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_code_bytes) +
                                    (64 << 10));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
-    return absl::UnavailableError(absl::StrCat("sandbox: cannot listen on ", address));
+    return absl::UnavailableError(absl::StrCat(
+        "sandbox: cannot listen on ", address,
+        auth->tls() ? " with TLS (are auth.tls_cert and auth.tls_key a matching "
+                      "PEM certificate and key?)"
+                    : ""));
   }
+  std::string served = address;
   if (!absl::StartsWith(address, "unix:")) {
-    address = absl::StrCat(address.substr(0, address.rfind(':')), ":", port);
+    served = absl::StrCat(address.substr(0, address.rfind(':')), ":", port);
   }
-  LOG(INFO) << "sandbox: serving SandboxService on " << address << " ("
-            << options.warm_sessions << " warm, " << options.max_sessions
-            << " max sessions, tools: "
+  LOG(INFO) << "sandbox: serving SandboxService on " << served << " ("
+            << auth->Describe() << "; " << options.warm_sessions << " warm, "
+            << options.max_sessions << " max sessions, tools: "
             << (tools ? ctx.config->GetString("sandbox.tools.index") : "none") << ")";
-  std::cout << "ready address=" << address << " metrics_port=" << ctx.metrics->port()
+  std::cout << "ready address=" << served << " metrics_port=" << ctx.metrics->port()
             << std::endl;
   while (!ctx.shutdown->WaitFor(absl::Seconds(1))) {
   }
@@ -156,6 +173,12 @@ int main(int argc, char** argv) {
       "  nbrl-sandbox index CORPUS.jsonl DIR     build the web_search/read_page index\n"
       "                                          from JSON Lines {id, title, text}\n";
   spec.allow_positional = true;
+  spec.validate = [](const nbrl::common::Config& c,
+                     const std::vector<std::string>& args) -> absl::Status {
+    if (!args.empty() && args[0] != "serve") return absl::OkStatus();
+    return nbrl::common::ValidateServerAuth(nbrl::common::AuthOptionsFrom(c),
+                                            nbrl::sandbox::ServeAddress(c));
+  };
   spec.run = [](nbrl::common::ProcessContext& ctx) -> absl::Status {
     std::string cmd = ctx.args.empty() ? "serve" : ctx.args[0];
     if (cmd == "serve") return nbrl::sandbox::Serve(ctx);

@@ -90,9 +90,12 @@ void ToProto(const CellResult& r, nbrl::v1::ExecuteResponse* out) {
   SetDuration(r.duration, out->mutable_duration());
 }
 
-grpc::Status SandboxServiceImpl::OpenSession(grpc::ServerContext*,
+grpc::Status SandboxServiceImpl::OpenSession(grpc::ServerContext* ctx,
                                              const nbrl::v1::OpenSessionRequest* req,
                                              nbrl::v1::OpenSessionResponse* resp) {
+  if (grpc::Status s = common::Authenticate(auth_, *ctx, "OpenSession"); !s.ok()) {
+    return s;
+  }
   absl::Time start = absl::Now();
   OpenRequest open;
   open.client_id = req->client_id();
@@ -116,9 +119,12 @@ grpc::Status SandboxServiceImpl::OpenSession(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SandboxServiceImpl::Execute(grpc::ServerContext*,
+grpc::Status SandboxServiceImpl::Execute(grpc::ServerContext* ctx,
                                          const nbrl::v1::ExecuteRequest* req,
                                          nbrl::v1::ExecuteResponse* resp) {
+  if (grpc::Status s = common::Authenticate(auth_, *ctx, "Execute"); !s.ok()) {
+    return s;
+  }
   if (req->session_id().empty()) {
     return ToGrpcStatus(absl::InvalidArgumentError("session_id is required"));
   }
@@ -137,16 +143,22 @@ grpc::Status SandboxServiceImpl::Execute(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status SandboxServiceImpl::CloseSession(grpc::ServerContext*,
+grpc::Status SandboxServiceImpl::CloseSession(grpc::ServerContext* ctx,
                                               const nbrl::v1::CloseSessionRequest* req,
                                               nbrl::v1::CloseSessionResponse* resp) {
+  if (grpc::Status s = common::Authenticate(auth_, *ctx, "CloseSession"); !s.ok()) {
+    return s;
+  }
   resp->set_existed(manager_->Close(req->session_id()));
   return grpc::Status::OK;
 }
 
-grpc::Status SandboxServiceImpl::Health(grpc::ServerContext*,
+grpc::Status SandboxServiceImpl::Health(grpc::ServerContext* ctx,
                                         const nbrl::v1::HealthRequest*,
                                         nbrl::v1::HealthResponse* resp) {
+  if (grpc::Status s = common::Authenticate(auth_, *ctx, "Health"); !s.ok()) {
+    return s;
+  }
   SessionManager::Stats s = manager_->stats();
   resp->set_status(s.draining ? nbrl::v1::HealthResponse::SERVING_STATUS_DRAINING
                               : nbrl::v1::HealthResponse::SERVING_STATUS_SERVING);
@@ -161,6 +173,9 @@ grpc::Status SandboxServiceImpl::Attach(
     grpc::ServerContext* ctx, const nbrl::v1::AttachRequest* req,
     grpc::ServerWriter<nbrl::v1::AttachEvent>* writer) {
   (void)writer;
+  if (grpc::Status s = common::Authenticate(auth_, *ctx, "Attach"); !s.ok()) {
+    return s;
+  }
   if (req->client_id().empty() || req->client_id().size() > 256) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "client_id must have 1 to 256 bytes");

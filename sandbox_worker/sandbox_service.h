@@ -1,5 +1,7 @@
 // The gRPC adapter: nbrl.v1.SandboxService over a SessionManager. It converts
-// messages to and from our types and does nothing else.
+// messages to and from our types and does nothing else, after authenticating
+// every call (`auth`: the run's token and, under mutual TLS, a client
+// certificate; UNAUTHENTICATED otherwise, before any session is touched).
 //
 // Thread safety: thread-safe (the manager is). Handlers block for the length of a
 // cell on gRPC's synchronous thread pool.
@@ -8,6 +10,7 @@
 
 #include <atomic>
 
+#include "common/grpc_auth.h"
 #include "nbrl/v1/sandbox.grpc.pb.h"
 #include "sandbox_worker/session_manager.h"
 
@@ -15,8 +18,11 @@ namespace nbrl::sandbox {
 
 class SandboxServiceImpl final : public nbrl::v1::SandboxService::Service {
  public:
-  // `manager` must outlive the service.
-  explicit SandboxServiceImpl(SessionManager* manager) : manager_(manager) {}
+  // `manager` and `auth` must outlive the service; a null `auth` checks nothing
+  // (tests, in-process channels).
+  explicit SandboxServiceImpl(SessionManager* manager,
+                              const common::ServerAuth* auth = nullptr)
+      : manager_(manager), auth_(auth) {}
 
   grpc::Status OpenSession(grpc::ServerContext* ctx,
                            const nbrl::v1::OpenSessionRequest* req,
@@ -37,6 +43,7 @@ class SandboxServiceImpl final : public nbrl::v1::SandboxService::Service {
 
  private:
   SessionManager* const manager_;
+  const common::ServerAuth* const auth_;
   std::atomic<bool> shutting_down_{false};
 };
 
