@@ -29,6 +29,7 @@ const std::vector<Command>& Commands() {
       {"init-model", "train a small tokenizer and write a random Qwen2-shaped model",
        InitModelCommand},
       {"eval", "evaluate a policy on a dataset through real sandboxes", EvalCommand},
+      {"report", "compare two evaluations (before and after training)", ReportCommand},
   };
   return *commands;
 }

@@ -46,6 +46,10 @@ int InitModelCommand(int argc, char** argv);
 // `nbrl eval --policy P --data F --sandbox A --out DIR`: evaluates a policy.
 int EvalCommand(int argc, char** argv);
 
+// `nbrl report --before P --after P --out DIR [--steps FILE]`: compares two
+// `nbrl eval` summaries (table, report.md, report.json, curve.tsv).
+int ReportCommand(int argc, char** argv);
+
 }  // namespace nbrl::cli
 
 #endif  // NBRL_CLI_COMMANDS_H_
