@@ -3,9 +3,7 @@
 // checkpoint, and the same command resumes the run from it. Two launchers on this
 // machine act as two nodes (the learner on one, actors on both), and
 // --add-actors scales a running node up and down.
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,21 +41,6 @@ pid_t Pid(const std::string& run_dir, const std::string& name) {
 }
 
 bool Alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
-
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // Actors whose groups the learner trained on ("actor-3" from "actor-3-<inc>-g2").
 std::set<std::string> TrainedActors(const std::string& run_dir) {
@@ -194,7 +177,7 @@ TEST_F(LaunchTest, SigtermLeavesACheckpointAndTheSameCommandResumes) {
 }
 
 TEST_F(LaunchTest, TwoNodesShareALearnerAndAddActorsScalesANode) {
-  const int learner_port = FreePort(), store_port = FreePort();
+  const int learner_port = testutil::FreePort(), store_port = testutil::FreePort();
   ASSERT_GT(learner_port, 0);
   const std::vector<std::string> cluster = {
       "launch.nodes=2", "launch.actors=1",

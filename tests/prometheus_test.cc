@@ -42,21 +42,6 @@ constexpr char kPrometheus[] = "/usr/bin/prometheus";
 // The run directory as deploy/grafana/compose.yaml mounts it.
 constexpr char kComposeTargets[] = "/nbrl/run/prometheus/*.json";
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
 std::string UrlEncode(const std::string& s) {
   std::string out;
   for (unsigned char c : s) {
@@ -216,8 +201,8 @@ TEST_F(PrometheusTest, DashboardsPlotMetricsARealRunExports) {
                   .ok());
   // The launcher on a fixed port (as a cluster would run it); its children pick
   // free ones. All of them announce themselves in run.dir/prometheus/.
-  const int launch_port = FreePort();
-  prometheus_port_ = FreePort();
+  const int launch_port = testutil::FreePort();
+  prometheus_port_ = testutil::FreePort();
   ASSERT_GT(launch_port, 0);
   ASSERT_GT(prometheus_port_, 0);
   auto launch = Subprocess::Start({BinaryPath("cli/nbrl"), "launch", "--config",

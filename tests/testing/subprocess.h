@@ -64,6 +64,10 @@ absl::StatusOr<RunResult> RunCommand(const std::vector<std::string>& argv,
 absl::StatusOr<std::string> HttpGet(const std::string& host, int port,
                                     const std::string& path);
 
+// A TCP port on the loopback interface that was free a moment ago (the OS picks
+// it; it is released at once, so a server started next can bind it); -1 on error.
+int FreePort();
+
 // Path of a binary built by this project, from NBRL_BINARY_DIR (set by ctest).
 std::string BinaryPath(const std::string& relative);
 
