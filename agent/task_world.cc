@@ -459,10 +459,12 @@ std::vector<Example> MakeQuestions(const Kb& kb, const Subjects& subjects, int c
 }  // namespace
 
 absl::StatusOr<TaskWorld> BuildTaskWorld(const TaskWorldOptions& o) {
-  if (o.people < 8 || o.organisations < 4 || o.cities < 4 || o.works < 4) {
+  // Each kind of subject is split 70/15/15 with at least 2 per split, and every
+  // split needs two of each for comparisons: 6 is the least that gives that.
+  if (o.people < 8 || o.organisations < 6 || o.cities < 6 || o.works < 6) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "task world too small: need at least 8 people, 4 organisations, 4 cities and 4 "
-        "works, got ",
+        "task world too small: need at least 8 people, 6 organisations, 6 cities and 6 "
+        "works (every split asks about at least 2 of each), got ",
         o.people, ", ", o.organisations, ", ", o.cities, ", ", o.works));
   }
   if (o.train_questions < 0 || o.val_questions < 0 || o.test_questions < 0) {

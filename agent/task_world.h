@@ -59,7 +59,7 @@ struct TaskWorld {
 };
 
 // Builds the world. InvalidArgument for sizes too small to ask every kind of
-// question (at least 8 people, 4 organisations, 4 cities, 4 works) or negative
+// question (at least 8 people, 6 organisations, 6 cities, 6 works) or negative
 // question counts or weights.
 absl::StatusOr<TaskWorld> BuildTaskWorld(const TaskWorldOptions& options);
 

@@ -128,11 +128,41 @@ TEST(TaskWorldTest, AllKindsAppearAndSplitsAskAboutDifferentSubjects) {
   }
 }
 
+// The smallest world asks every kind of question in every split, for many seeds.
+TEST(TaskWorldTest, TheSmallestWorldWorks) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    TaskWorldOptions o;
+    o.seed = seed;
+    o.people = 8;
+    o.organisations = o.cities = o.works = 6;
+    o.train_questions = 40;
+    o.val_questions = o.test_questions = 10;
+    auto w = BuildTaskWorld(o);
+    ASSERT_TRUE(w.ok()) << w.status();
+    for (const auto* split : {&w->train, &w->val, &w->test}) {
+      for (const Example& ex : *split) {
+        EXPECT_EQ(ExactMatch(Solve(*w, ex), ex.answers), 1.0)
+            << "seed " << seed << " " << ex.id << ": " << ex.question;
+      }
+    }
+  }
+}
+
 TEST(TaskWorldTest, TooSmallWorldsAndBadWeightsAreRejected) {
   TaskWorldOptions o = Small();
   o.people = 3;
   EXPECT_THAT(std::string(BuildTaskWorld(o).status().message()),
               HasSubstr("too small"));
+  // One short of the minimum of each kind: refused, not a crash (an empty split).
+  for (int kind = 0; kind < 4; ++kind) {
+    o = Small();
+    int* sizes[] = {&o.people, &o.organisations, &o.cities, &o.works};
+    const int least[] = {8, 6, 6, 6};
+    *sizes[kind] = least[kind] - 1;
+    EXPECT_THAT(std::string(BuildTaskWorld(o).status().message()),
+                HasSubstr("too small"))
+        << kind;
+  }
   o = Small();
   o.weight_lookup = o.weight_bridge = o.weight_comparison = o.weight_arithmetic = 0;
   EXPECT_EQ(BuildTaskWorld(o).status().code(), absl::StatusCode::kInvalidArgument);

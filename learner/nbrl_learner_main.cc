@@ -56,6 +56,9 @@ TrainerOptions TrainerOptionsFrom(const common::Config& c) {
   o.microbatch_tokens = c.GetInt("learner.microbatch_tokens");
   o.schedule = c.GetString("learner.schedule");
   o.total_steps = c.GetInt("learner.max_steps");
+  // The actors sample at actor.temperature; RL scores the same distribution.
+  const double t = c.GetDouble("actor.temperature");
+  o.temperature = t > 0 ? t : 1.0;
   return o;
 }
 
@@ -276,6 +279,15 @@ absl::Status Run(common::ProcessContext& ctx) {
   ASSIGN_OR_RETURN(
       std::unique_ptr<Trainer> trainer,
       Trainer::Create(policy.get(), reference.get(), dp.get(), TrainerOptionsFrom(c)));
+  if (c.GetString("learner.mode") == "rl") {
+    if (c.GetDouble("actor.temperature") > 0) {
+      LOG(INFO) << "learner: scoring at the actors' temperature "
+                << c.GetDouble("actor.temperature");
+    } else {
+      LOG(WARNING) << "learner: actor.temperature=0 (greedy) gives no policy gradient "
+                      "signal worth the name; the learner scores at temperature 1";
+    }
+  }
 
   IngestorOptions io;
   io.capacity = static_cast<size_t>(c.GetInt("learner.queue_groups"));
