@@ -216,7 +216,10 @@ void DeclareActor(ConfigSchema& s) {
   s.Int("actor.max_steps", 8, "Actions per episode.", 1);
   s.Int("actor.context_tokens", 4096, "Context budget of an episode, in tokens.", 64);
   s.Int("actor.max_action_tokens", 512, "Tokens one action may take.", 8);
-  s.Double("actor.temperature", 1.0, "Sampling temperature.", 0.0);
+  s.Double("actor.temperature", 1.0,
+           "Sampling temperature (0: greedy). In RL the learner divides the logits by "
+           "the same value, so it scores the distribution the actions came from.",
+           0.0);
   s.String("actor.policy", "model",
            "model: sample from the policy the learner trains; scripted: the task "
            "world's expert writes demonstrations (for learner.mode=sft warm starts).",

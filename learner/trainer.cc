@@ -151,11 +151,12 @@ PackedBatch MakeBatch(const std::vector<PackedRow>& rows, size_t begin, size_t e
 // Log-probs of the microbatch's targets: [N] in fp32, gradients flowing to `model`.
 torch::Tensor ScoreTargets(model::Transformer& model, const PackedBatch& batch,
                            const torch::Tensor& row, const torch::Tensor& predictor,
-                           const torch::Tensor& target_token) {
+                           const torch::Tensor& target_token, double temperature) {
   torch::Tensor hidden =
       model.ForwardPacked(batch.tokens, batch.positions, batch.attend);
   torch::Tensor h = hidden.index({row, predictor});  // [N, D]
   torch::Tensor logits = model.Logits(h).to(torch::kFloat32);
+  if (temperature != 1.0) logits = logits / temperature;
   return logits.gather(-1, target_token.unsqueeze(-1)).squeeze(-1) -
          logits.logsumexp(-1);
 }
@@ -173,6 +174,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(model::Transformer* pol
   if (!(options.lr > 0) || options.microbatch_tokens < 1 || options.max_grad_norm < 0) {
     return absl::InvalidArgumentError(
         "trainer needs lr > 0, microbatch_tokens >= 1 and max_grad_norm >= 0");
+  }
+  if (!(options.temperature > 0) || !std::isfinite(options.temperature)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "trainer temperature must be a finite number > 0, got ", options.temperature));
   }
   if (options.schedule != "constant" && options.schedule != "cosine") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -329,9 +334,10 @@ absl::StatusOr<StepStats> Trainer::Step(
     torch::Tensor r = torch::tensor(rows, torch::kInt64).to(dev);
     torch::Tensor c = torch::tensor(preds, torch::kInt64).to(dev);
     torch::Tensor tt = torch::tensor(targets, torch::kInt64).to(dev);
+    const double temperature = options_.mode == "sft" ? 1.0 : options_.temperature;
     torch::Tensor lp;
     try {
-      lp = ScoreTargets(*policy_, batch, r, c, tt);  // [N_mb]
+      lp = ScoreTargets(*policy_, batch, r, c, tt, temperature);  // [N_mb]
     } catch (const c10::Error& e) {
       return absl::InternalError(
           absl::StrCat("scoring failed: ", e.what_without_backtrace()));
@@ -353,7 +359,8 @@ absl::StatusOr<StepStats> Trainer::Step(
       if (reference_ != nullptr && options_.loss.kl_coef > 0) {
         torch::NoGradGuard no_grad;
         try {
-          in.logp_reference = ScoreTargets(*reference_, batch, r, c, tt).to(lp.dtype());
+          in.logp_reference =
+              ScoreTargets(*reference_, batch, r, c, tt, temperature).to(lp.dtype());
         } catch (const c10::Error& e) {
           return absl::InternalError(absl::StrCat("scoring with the reference failed: ",
                                                   e.what_without_backtrace()));

@@ -49,6 +49,10 @@ struct TrainerOptions {
   int64_t total_steps = 0;
   // Padded tokens per forward/backward pass (gradient accumulation beyond).
   int64_t microbatch_tokens = 8192;
+  // RL: the logits are divided by the actors' sampling temperature before the
+  // log-softmax, so the policy scored is the distribution the actions were sampled
+  // from (the behaviour log-probs are at that temperature too). SFT uses 1.
+  double temperature = 1.0;
 };
 
 struct StepStats {

@@ -184,6 +184,44 @@ TEST(TrainerTest, PolicyGradientMovesTowardRewardedActions) {
   EXPECT_NEAR(s->reward_mean, 0.5, 1e-9);
 }
 
+// Actions sampled at temperature 0.5 carry log-probs of softmax(logits / 0.5). A
+// trainer at the same temperature sees ratio 1 (no clip even with a tiny clip range);
+// one scoring at temperature 1 sees other ratios and clips.
+TEST(TrainerTest, ScoresAtTheSamplingTemperature) {
+  auto clip_fraction_at = [](double trainer_temperature) {
+    auto m = TinyModel();
+    auto good = Traj("good", {1, 2, 3}, {20, 21, 22, 23}, 1.0f);
+    auto bad = Traj("bad", {1, 2, 3}, {30, 31, 32, 33}, 0.0f);
+    for (v1::Trajectory* t : {&good, &bad}) {
+      torch::NoGradGuard ng;
+      std::vector<int64_t> seq(t->token_ids().begin(), t->token_ids().end());
+      auto b = model::PadSequences({seq});
+      model::ScoreOptions so;
+      so.temperature = 0.5;
+      auto lp = *model::ScoreTokens(*m, b.tokens, b.mask, so);
+      for (int i = 3; i < 7; ++i) t->set_behavior_logprobs(i, lp[0][i].item<float>());
+    }
+    TrainerOptions o;
+    o.lr = 1e-3;
+    o.advantages.estimator = "grpo";
+    o.loss.clip_low = 1e-3;
+    o.loss.clip_high = 1e-3;
+    o.temperature = trainer_temperature;
+    auto trainer = Trainer::Create(m.get(), nullptr, nullptr, o);
+    EXPECT_TRUE(trainer.ok()) << trainer.status();
+    auto s = (*trainer)->Step({Group("g", {good, bad})});
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? s->clip_fraction : -1.0;
+  };
+  EXPECT_NEAR(clip_fraction_at(0.5), 0.0, 1e-9);
+  EXPECT_GT(clip_fraction_at(1.0), 0.0);
+
+  auto m = TinyModel();
+  TrainerOptions bad;
+  bad.temperature = 0;
+  EXPECT_FALSE(Trainer::Create(m.get(), nullptr, nullptr, bad).ok());
+}
+
 TEST(TrainerTest, WarmupAndCosineSchedule) {
   auto m = TinyModel();
   TrainerOptions o;
