@@ -18,6 +18,12 @@ struct Ingestor::Metrics {
       : groups(common::CounterFamily(
             r, "nbrl_learner_groups_total",
             "Trajectory groups received, by what became of them.")),
+        expired(common::CounterFamily(
+                    r, "nbrl_learner_groups_expired_total",
+                    "Accepted groups dropped before training: they waited in the "
+                    "queue until they were more than max_staleness policy versions "
+                    "behind.")
+                    .Add({})),
         queue_depth(common::GaugeFamily(r, "nbrl_learner_queue_depth_groups",
                                         "Accepted groups waiting for training.")
                         .Add({})),
@@ -36,6 +42,7 @@ struct Ingestor::Metrics {
     }
   }
   prometheus::Family<prometheus::Counter>& groups;
+  prometheus::Counter& expired;
   prometheus::Gauge& queue_depth;
   prometheus::Histogram& staleness;
 };
@@ -96,6 +103,7 @@ absl::StatusOr<v1::GroupAck> Ingestor::Offer(v1::TrajectoryGroup group,
   ack.set_group_id(group.group_id());
   ack.set_current_policy_version(current_version);
   absl::Status valid = ValidateGroup(group, options_.limits);
+  if (valid.ok()) valid = ValidateVersions(group, current_version);
 
   absl::MutexLock lock(&mu_);
   if (closed_) return absl::CancelledError("the learner is shutting down");
@@ -161,17 +169,38 @@ absl::StatusOr<v1::GroupAck> Ingestor::Offer(v1::TrajectoryGroup group,
   return ack;
 }
 
-std::vector<v1::TrajectoryGroup> Ingestor::Take(size_t min, size_t max,
-                                                absl::Time deadline) {
+std::vector<v1::TrajectoryGroup> Ingestor::Take(
+    size_t min, size_t max, absl::Time deadline,
+    std::optional<uint64_t> current_version) {
   absl::MutexLock lock(&mu_);
-  auto ready = [this, min]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return closed_ || queue_.size() >= min;
-  };
-  mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
   std::vector<v1::TrajectoryGroup> out;
-  while (!queue_.empty() && out.size() < max) {
-    out.push_back(std::move(queue_.front()));
-    queue_.pop_front();
+  while (true) {
+    const size_t need = min > out.size() ? min - out.size() : 0;
+    auto ready = [this, need]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return closed_ || queue_.size() >= need;
+    };
+    const bool in_time = mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+    bool dropped = false;
+    while (!queue_.empty() && out.size() < max) {
+      v1::TrajectoryGroup g = std::move(queue_.front());
+      queue_.pop_front();
+      const uint64_t oldest = OldestPolicyVersion(g);
+      if (current_version && *current_version > oldest &&
+          *current_version - oldest > options_.max_staleness) {
+        LOG(INFO) << "ingestor: group " << g.group_id()
+                  << " expired in the queue (policy " << oldest << ", now "
+                  << *current_version << ", max_staleness " << options_.max_staleness
+                  << ")";
+        decided_[g.group_id()] = v1::GroupAck::RESULT_STALE;
+        stats_.expired++;
+        if (metrics_) metrics_->expired.Increment();
+        dropped = true;
+        continue;
+      }
+      out.push_back(std::move(g));
+    }
+    // Done unless expired groups left the batch short and there is time to wait.
+    if (!dropped || out.size() >= min || closed_ || !in_time) break;
   }
   if (metrics_) metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
   return out;

@@ -1,7 +1,8 @@
 // The learner's ingestion stage: decides the fate of each incoming trajectory group
 // and queues the accepted ones for training.
 //
-//   - invalid (ValidateGroup)                         -> RESULT_INVALID
+//   - invalid (ValidateGroup, ValidateVersions)       -> RESULT_INVALID (counted,
+//                                                        never queued or recorded)
 //   - already decided (a re-send after a reconnect)   -> the first decision, again
 //                                                        (an accepted group is
 //                                                        RESULT_DUPLICATE: counted
@@ -70,6 +71,9 @@ struct RankState {
 
 struct IngestorStats {
   uint64_t accepted = 0, duplicate = 0, stale = 0, filtered = 0, invalid = 0;
+  // Accepted groups that waited in the queue until they were more than
+  // max_staleness versions behind, and were dropped instead of trained.
+  uint64_t expired = 0;
   size_t queued = 0;
 };
 
@@ -85,8 +89,13 @@ class Ingestor {
                                      uint64_t current_version, absl::Time deadline);
 
   // Takes up to `max` queued groups once at least `min` are there (or the deadline
-  // passes, or Close: then whatever is queued). Oldest first.
-  std::vector<v1::TrajectoryGroup> Take(size_t min, size_t max, absl::Time deadline);
+  // passes, or Close: then whatever is queued). Oldest first. With
+  // `current_version`, groups now more than max_staleness versions behind it (they
+  // were fresh when accepted, then waited) are dropped and counted as expired, and
+  // the wait goes on for fresh ones: the bound holds for what is trained.
+  std::vector<v1::TrajectoryGroup> Take(
+      size_t min, size_t max, absl::Time deadline,
+      std::optional<uint64_t> current_version = std::nullopt);
 
   // Returns taken groups to the front of the queue (a step that did not happen,
   // e.g. at shutdown), so the next checkpoint's journal keeps them.
@@ -96,6 +105,8 @@ class Ingestor {
   void Close();
 
   IngestorStats stats() const;
+  // The limits groups are validated against.
+  const GroupLimits& limits() const { return options_.limits; }
 
   // Decisions so far, for checkpoints (group id -> GroupAck::Result), and restoring
   // them on resume so re-sent groups are still recognised.

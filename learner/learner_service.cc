@@ -13,9 +13,21 @@ grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
 }
 
+// Ids (actor ids) and host names, in bytes.
 constexpr size_t kMaxIdBytes = 256;
 
+// INVALID_ARGUMENT unless `actor_id` is a well-formed id.
+grpc::Status CheckActorId(const std::string& actor_id) {
+  return common::ToGrpcStatus(
+      ValidateText("actor_id", actor_id, kMaxIdBytes, /*required=*/true));
+}
+
 }  // namespace
+
+void LearnerServiceImpl::AddTo(grpc::ServerBuilder* builder) {
+  builder->RegisterService(this);
+  builder->SetMaxReceiveMessageSize(options_.max_message_bytes);
+}
 
 LearnerServiceImpl::LearnerServiceImpl(LearnerServiceOptions options,
                                        Ingestor* ingestor, WeightPublisher* publisher,
@@ -48,8 +60,25 @@ grpc::Status LearnerServiceImpl::RegisterActor(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
-  if (request->actor_id().empty() || request->actor_id().size() > kMaxIdBytes) {
-    return Invalid(absl::StrCat("actor_id must have 1 to ", kMaxIdBytes, " bytes"));
+  if (grpc::Status s = CheckActorId(request->actor_id()); !s.ok()) return s;
+  if (absl::Status s = ValidateText("hostname", request->hostname(), kMaxIdBytes,
+                                    /*required=*/false);
+      !s.ok()) {
+    return common::ToGrpcStatus(s);
+  }
+  const GroupLimits& limits = ingestor_->limits();
+  if (request->group_size() > limits.max_trajectories) {
+    return Invalid(absl::StrCat("group_size ", request->group_size(),
+                                " is more than the ", limits.max_trajectories,
+                                " rollouts a group may have"));
+  }
+  if (limits.group_size != 0 && request->group_size() != 0 &&
+      request->group_size() != limits.group_size) {
+    return grpc::Status(
+        grpc::StatusCode::FAILED_PRECONDITION,
+        absl::StrCat("actor '", request->actor_id(), "' makes groups of ",
+                     request->group_size(), " rollouts; this learner takes ",
+                     limits.group_size, " (actor.group_size must match)"));
   }
   {
     absl::MutexLock lock(&mu_);
@@ -85,6 +114,7 @@ grpc::Status LearnerServiceImpl::Heartbeat(grpc::ServerContext* context,
       !s.ok()) {
     return s;
   }
+  if (grpc::Status s = CheckActorId(request->actor_id()); !s.ok()) return s;
   {
     absl::MutexLock lock(&mu_);
     auto it = actors_.find(request->actor_id());
@@ -132,10 +162,11 @@ grpc::Status LearnerServiceImpl::PushTrajectories(
   }
   v1::TrajectoryGroup group;
   while (stream->Read(&group)) {
+    if (grpc::Status s = CheckActorId(group.actor_id()); !s.ok()) return s;
     if (!Known(group.actor_id())) {
       return grpc::Status(
           grpc::StatusCode::FAILED_PRECONDITION,
-          absl::StrCat("trajectory group ", group.group_id(),
+          absl::StrCat("trajectory group ", group.group_id().substr(0, 64),
                        " comes from unregistered actor '", group.actor_id(),
                        "'; call RegisterActor first"));
     }
@@ -161,6 +192,7 @@ grpc::Status LearnerServiceImpl::SubscribeWeights(
       !s.ok()) {
     return s;
   }
+  if (grpc::Status s = CheckActorId(request->actor_id()); !s.ok()) return s;
   if (!Known(request->actor_id())) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("actor '", request->actor_id(),

@@ -2,8 +2,11 @@
 // Ingestor (trajectory groups in), the WeightPublisher (weights out) and the actor
 // registry. Every call is first authenticated (options.auth: the run's token and,
 // under mutual TLS, a client certificate; UNAUTHENTICATED otherwise, before
-// anything else happens, weights included), then validated; unknown actors get
-// FAILED_PRECONDITION.
+// anything else happens, weights included), then validated: a malformed field is
+// INVALID_ARGUMENT (ids: 1 to 256 bytes, no control characters), an unknown actor
+// FAILED_PRECONDITION, a message over options.max_message_bytes RESOURCE_EXHAUSTED.
+// A trajectory group that fails ValidateGroup is answered with a RESULT_INVALID
+// ack on its stream (which stays open) and is counted, never queued.
 //
 // Uses gRPC's synchronous API: each stream has a thread of gRPC's pool, so waiting
 // on a full ingestion queue blocks only that actor's stream (back-pressure).
@@ -11,6 +14,8 @@
 // Thread-safe.
 #ifndef NBRL_LEARNER_LEARNER_SERVICE_H_
 #define NBRL_LEARNER_LEARNER_SERVICE_H_
+
+#include <grpcpp/server_builder.h>
 
 #include <atomic>
 #include <map>
@@ -47,6 +52,9 @@ struct LearnerServiceOptions {
   // Checks every call's credentials; not owned, must outlive the service. Null:
   // no checks (tests).
   const common::ServerAuth* auth = nullptr;
+  // Largest message the server accepts (a trajectory group), in bytes; larger ones
+  // fail their call with RESOURCE_EXHAUSTED before they are parsed. AddTo sets it.
+  int max_message_bytes = 256 << 20;
 };
 
 class LearnerServiceImpl final : public v1::LearnerService::Service {
@@ -56,6 +64,10 @@ class LearnerServiceImpl final : public v1::LearnerService::Service {
   LearnerServiceImpl(LearnerServiceOptions options, Ingestor* ingestor,
                      WeightPublisher* publisher,
                      prometheus::Registry* registry = nullptr);
+
+  // Registers the service with `builder` and sets the server's message size cap
+  // (options.max_message_bytes). Use it rather than RegisterService.
+  void AddTo(grpc::ServerBuilder* builder);
 
   grpc::Status RegisterActor(grpc::ServerContext* context,
                              const v1::RegisterActorRequest* request,

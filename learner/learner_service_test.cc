@@ -193,6 +193,43 @@ TEST_F(LearnerServiceTest, StaleAndUniformGroupsAreDroppedAndCounted) {
   EXPECT_EQ(Push({Group("old", 1)})[0].result(), v1::GroupAck::RESULT_STALE);
 }
 
+// A group fresh on arrival that waits in the queue while the policy moves on is
+// dropped when taken, and the take waits for a fresh one instead.
+TEST_F(LearnerServiceTest, GroupsThatGoStaleInTheQueueExpire) {
+  IngestorOptions o;
+  o.max_staleness = 1;
+  Start(o);
+  Register();
+  publisher_->Publish(std::make_shared<common::WeightVersion>(Version(3, 10)));
+  auto acks = Push({Group("v2", 2), Group("v3", 3)});
+  ASSERT_EQ(acks.size(), 2u);
+  EXPECT_EQ(acks[0].result(), v1::GroupAck::RESULT_ACCEPTED);
+  EXPECT_EQ(acks[1].result(), v1::GroupAck::RESULT_ACCEPTED);
+  // Trained at version 4: "v2" is now 2 behind and expires, "v3" is 1 behind.
+  auto taken = ingestor_->Take(1, 2, absl::Now() + absl::Seconds(5), 4);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].group_id(), "v3");
+  EXPECT_EQ(ingestor_->stats().expired, 1u);
+  EXPECT_EQ(ingestor_->stats().accepted, 2u);
+  // Short of `min` after the expiry, Take waits for a fresh group to arrive.
+  ASSERT_EQ(Push({Group("v3b", 3)})[0].result(), v1::GroupAck::RESULT_ACCEPTED);
+  publisher_->Publish(std::make_shared<common::WeightVersion>(Version(5, 10)));
+  std::vector<v1::GroupAck> late_acks;
+  std::thread late([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    late_acks = Push({Group("v5", 5)});
+  });
+  taken = ingestor_->Take(1, 1, absl::Now() + absl::Seconds(30), 5);
+  late.join();
+  ASSERT_EQ(late_acks.size(), 1u);
+  EXPECT_EQ(late_acks[0].result(), v1::GroupAck::RESULT_ACCEPTED);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].group_id(), "v5");
+  EXPECT_EQ(ingestor_->stats().expired, 2u);
+  // A re-sent expired group is stale, not queued again.
+  EXPECT_EQ(Push({Group("v2", 2)})[0].result(), v1::GroupAck::RESULT_STALE);
+}
+
 TEST_F(LearnerServiceTest, FullQueueHoldsTheActorBackWithoutDropping) {
   IngestorOptions o;
   o.capacity = 2;

@@ -299,6 +299,13 @@ absl::Status Run(common::ProcessContext& ctx) {
                          : static_cast<uint64_t>(c.GetInt("learner.max_staleness"));
   io.uniform_group_keep = sft ? 1.0 : c.GetDouble("learner.uniform_group_keep");
   io.limits.vocab_size = policy->config().vocab_size;
+  // An episode has at most actor.max_steps actions, each seeing at most
+  // actor.context_tokens: a bound on what a real actor sends (the trainer's memory
+  // grows with the square of a row's length, so an unbounded one could exhaust it).
+  io.limits.max_steps = static_cast<uint32_t>(c.GetInt("actor.max_steps"));
+  io.limits.max_tokens = static_cast<uint32_t>(std::min<int64_t>(
+      int64_t{1} << 24,
+      c.GetInt("actor.context_tokens") * (c.GetInt("actor.max_steps") + 1)));
   io.seed = static_cast<uint64_t>(c.GetInt("run.seed"));
   Ingestor ingestor(io, ctx.registry.get());
   StepMetrics metrics(*ctx.registry);
@@ -406,9 +413,8 @@ absl::Status Run(common::ProcessContext& ctx) {
 
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.SetMaxReceiveMessageSize(256 << 20);
   builder.AddListeningPort(c.GetString("learner.address"), auth->Credentials(), &port);
-  builder.RegisterService(&service);
+  service.AddTo(&builder);  // registers it; caps messages at max_message_bytes
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat(
@@ -438,7 +444,7 @@ absl::Status Run(common::ProcessContext& ctx) {
     // the final checkpoint's journal keeps them.
     absl::Time t0 = absl::Now();
     std::vector<v1::TrajectoryGroup> groups =
-        ingestor.Take(batch, batch, absl::InfiniteFuture());
+        ingestor.Take(batch, batch, absl::InfiniteFuture(), version);
     if (ctx.shutdown->requested() || groups.size() < batch) {
       ingestor.PutBack(std::move(groups));
       break;

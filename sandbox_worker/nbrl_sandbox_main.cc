@@ -126,9 +126,7 @@ absl::Status Serve(common::ProcessContext& ctx) {
   int port = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, auth->Credentials(), &port);
-  builder.RegisterService(&service);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_code_bytes) +
-                                   (64 << 10));
+  service.AddTo(&builder);  // registers it; caps messages at MaxMessageBytes(options)
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     return absl::UnavailableError(absl::StrCat(

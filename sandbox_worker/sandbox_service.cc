@@ -1,5 +1,8 @@
 #include "sandbox_worker/sandbox_service.h"
 
+#include <algorithm>
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
@@ -90,6 +93,18 @@ void ToProto(const CellResult& r, nbrl::v1::ExecuteResponse* out) {
   SetDuration(r.duration, out->mutable_duration());
 }
 
+void SandboxServiceImpl::AddTo(grpc::ServerBuilder* builder) {
+  builder->RegisterService(this);
+  builder->SetMaxReceiveMessageSize(MaxMessageBytes(manager_->options()));
+}
+
+int MaxMessageBytes(const SessionManagerOptions& options) {
+  constexpr size_t kEnvelope = 64 << 10;
+  constexpr size_t kMax = std::numeric_limits<int>::max();
+  return static_cast<int>(std::min(options.max_code_bytes, kMax - kEnvelope) +
+                          kEnvelope);
+}
+
 grpc::Status SandboxServiceImpl::OpenSession(grpc::ServerContext* ctx,
                                              const nbrl::v1::OpenSessionRequest* req,
                                              nbrl::v1::OpenSessionResponse* resp) {
@@ -102,10 +117,6 @@ grpc::Status SandboxServiceImpl::OpenSession(grpc::ServerContext* ctx,
   open.label = req->label();
   open.tools.assign(req->tools().begin(), req->tools().end());
   open.no_tools = req->no_tools();
-  if (open.no_tools && !open.tools.empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "no_tools is set but tools are listed");
-  }
   if (req->has_idle_timeout()) {
     absl::StatusOr<absl::Duration> idle =
         FromProto(req->idle_timeout(), "idle_timeout");
@@ -124,9 +135,6 @@ grpc::Status SandboxServiceImpl::Execute(grpc::ServerContext* ctx,
                                          nbrl::v1::ExecuteResponse* resp) {
   if (grpc::Status s = common::Authenticate(auth_, *ctx, "Execute"); !s.ok()) {
     return s;
-  }
-  if (req->session_id().empty()) {
-    return ToGrpcStatus(absl::InvalidArgumentError("session_id is required"));
   }
   CellRequest cell;
   cell.code = req->code();
@@ -148,6 +156,9 @@ grpc::Status SandboxServiceImpl::CloseSession(grpc::ServerContext* ctx,
                                               nbrl::v1::CloseSessionResponse* resp) {
   if (grpc::Status s = common::Authenticate(auth_, *ctx, "CloseSession"); !s.ok()) {
     return s;
+  }
+  if (absl::Status st = SessionManager::CheckSessionId(req->session_id()); !st.ok()) {
+    return ToGrpcStatus(st);
   }
   resp->set_existed(manager_->Close(req->session_id()));
   return grpc::Status::OK;
@@ -176,9 +187,12 @@ grpc::Status SandboxServiceImpl::Attach(
   if (grpc::Status s = common::Authenticate(auth_, *ctx, "Attach"); !s.ok()) {
     return s;
   }
-  if (req->client_id().empty() || req->client_id().size() > 256) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "client_id must have 1 to 256 bytes");
+  if (req->client_id().empty() ||
+      req->client_id().size() > SessionManager::kMaxIdBytes) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("client_id must have 1 to ", SessionManager::kMaxIdBytes,
+                     " bytes, got ", req->client_id().size()));
   }
   while (!ctx->IsCancelled()) {
     if (shutting_down_.load()) return grpc::Status::OK;

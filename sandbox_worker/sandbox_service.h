@@ -1,12 +1,17 @@
 // The gRPC adapter: nbrl.v1.SandboxService over a SessionManager. It converts
 // messages to and from our types and does nothing else, after authenticating
 // every call (`auth`: the run's token and, under mutual TLS, a client
-// certificate; UNAUTHENTICATED otherwise, before any session is touched).
+// certificate; UNAUTHENTICATED otherwise, before any session is touched). Fields
+// are validated by the manager (and durations here): INVALID_ARGUMENT for a
+// malformed request, NOT_FOUND for an unknown session, RESOURCE_EXHAUSTED for a
+// message over MaxMessageBytes.
 //
 // Thread safety: thread-safe (the manager is). Handlers block for the length of a
 // cell on gRPC's synchronous thread pool.
 #ifndef NBRL_SANDBOX_WORKER_SANDBOX_SERVICE_H_
 #define NBRL_SANDBOX_WORKER_SANDBOX_SERVICE_H_
+
+#include <grpcpp/server_builder.h>
 
 #include <atomic>
 
@@ -23,6 +28,10 @@ class SandboxServiceImpl final : public nbrl::v1::SandboxService::Service {
   explicit SandboxServiceImpl(SessionManager* manager,
                               const common::ServerAuth* auth = nullptr)
       : manager_(manager), auth_(auth) {}
+
+  // Registers the service with `builder` and caps the server's messages at
+  // MaxMessageBytes(manager options). Use it rather than RegisterService.
+  void AddTo(grpc::ServerBuilder* builder);
 
   grpc::Status OpenSession(grpc::ServerContext* ctx,
                            const nbrl::v1::OpenSessionRequest* req,
@@ -46,6 +55,12 @@ class SandboxServiceImpl final : public nbrl::v1::SandboxService::Service {
   const common::ServerAuth* const auth_;
   std::atomic<bool> shutting_down_{false};
 };
+
+// The largest request the server accepts, in bytes: a cell of max_code_bytes plus
+// room for the other fields. Larger requests fail with RESOURCE_EXHAUSTED before
+// they are parsed; a cell up to the cap but over max_code_bytes gets
+// INVALID_ARGUMENT.
+int MaxMessageBytes(const SessionManagerOptions& options);
 
 // CellResult -> ExecuteResponse.
 void ToProto(const CellResult& r, nbrl::v1::ExecuteResponse* out);

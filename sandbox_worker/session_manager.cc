@@ -4,6 +4,7 @@
 #include <atomic>
 #include <random>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -17,7 +18,68 @@ namespace {
 constexpr absl::Duration kReapInterval = absl::Milliseconds(500);
 constexpr absl::Duration kStartBackoff = absl::Seconds(1);
 
+// InvalidArgument naming `field` when `value` is longer than `max_bytes`.
+absl::Status CheckLength(absl::string_view field, absl::string_view value,
+                         size_t max_bytes) {
+  if (value.size() > max_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " '", absl::CHexEscape(value.substr(0, 64)), "...' has ",
+                     value.size(), " bytes, at most ", max_bytes));
+  }
+  return absl::OkStatus();
+}
+
+// Also InvalidArgument when `value` holds a control character (ids go into logs
+// and error messages, one line each).
+absl::Status CheckText(absl::string_view field, absl::string_view value,
+                       size_t max_bytes) {
+  if (absl::Status st = CheckLength(field, value, max_bytes); !st.ok()) return st;
+  for (char c : value) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " '", absl::CHexEscape(value), "' contains a control character"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOpenRequest(const OpenRequest& request) {
+  if (absl::Status st =
+          CheckText("client_id", request.client_id, SessionManager::kMaxIdBytes);
+      !st.ok()) {
+    return st;
+  }
+  if (absl::Status st =
+          CheckLength("label", request.label, SessionManager::kMaxLabelBytes);
+      !st.ok()) {
+    return st;
+  }
+  if (request.tools.size() > SessionManager::kMaxTools) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a session asks for ", request.tools.size(), " tools, at most ",
+                     SessionManager::kMaxTools));
+  }
+  for (const std::string& t : request.tools) {
+    if (absl::Status st = CheckText("tool name", t, SessionManager::kMaxIdBytes);
+        !st.ok()) {
+      return st;
+    }
+  }
+  if (request.no_tools && !request.tools.empty()) {
+    return absl::InvalidArgumentError("no_tools is set but tools are listed");
+  }
+  if (request.idle_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("idle_timeout must not be negative");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status SessionManager::CheckSessionId(const std::string& session_id) {
+  if (session_id.empty()) return absl::InvalidArgumentError("session_id is empty");
+  return CheckText("session_id", session_id, kMaxIdBytes);
+}
 
 struct SessionManager::Managed {
   absl::Mutex mu;  // held while a cell runs
@@ -164,6 +226,7 @@ absl::StatusOr<std::unique_ptr<SandboxProcess>> SessionManager::TakeSandbox() {
 
 absl::StatusOr<std::string> SessionManager::Open(const OpenRequest& request) {
   absl::Time start = absl::Now();
+  if (absl::Status st = CheckOpenRequest(request); !st.ok()) return st;
   {
     absl::MutexLock lock(&mu_);
     if (draining_ || stopping_) {
@@ -174,9 +237,6 @@ absl::StatusOr<std::string> SessionManager::Open(const OpenRequest& request) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "sandbox worker is at capacity (", options_.max_sessions, " sessions)"));
     }
-  }
-  if (request.idle_timeout < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("idle_timeout must not be negative");
   }
   std::vector<std::string> tools = request.tools;
   if (tools.empty() && !request.no_tools) {
@@ -230,6 +290,7 @@ absl::StatusOr<std::string> SessionManager::Open(const OpenRequest& request) {
 absl::StatusOr<CellResult> SessionManager::Execute(const std::string& session_id,
                                                    CellRequest request) {
   absl::Time start = absl::Now();
+  if (absl::Status st = CheckSessionId(session_id); !st.ok()) return st;
   if (request.code.size() > options_.max_code_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("cell of ", request.code.size(),
                                                    " bytes; the limit is ",

@@ -83,15 +83,26 @@ class SessionManager {
   ~SessionManager();
 
   // Opens a session; returns its id. Unavailable while draining or when no
-  // sandbox can start, ResourceExhausted at capacity, InvalidArgument for a tool
-  // that is not served.
+  // sandbox can start, ResourceExhausted at capacity, InvalidArgument for a
+  // malformed request (client_id over kMaxIdBytes or with a control character,
+  // label over kMaxLabelBytes, more than kMaxTools tools, a negative idle
+  // timeout) or a tool that is not served.
   absl::StatusOr<std::string> Open(const OpenRequest& request);
   // Runs a cell. NotFound for an unknown or closed session, InvalidArgument for a
-  // bad request, FailedPrecondition when the session is running another cell,
+  // bad request (malformed session id, code over max_code_bytes, negative
+  // timeout), FailedPrecondition when the session is running another cell,
   // Unavailable when its killed sandbox cannot be replaced. Zero timeout or
   // output budget: the defaults; larger ones are clamped to the maxima.
   absl::StatusOr<CellResult> Execute(const std::string& session_id,
                                      CellRequest request);
+  // InvalidArgument unless `session_id` could name a session: 1 to kMaxIdBytes
+  // bytes without control characters. Whether it is open is another matter.
+  static absl::Status CheckSessionId(const std::string& session_id);
+  // Limits on what clients send: ids (client, session, tool names), labels, and
+  // the number of tools one session asks for.
+  static constexpr size_t kMaxIdBytes = 256;
+  static constexpr size_t kMaxLabelBytes = 1024;
+  static constexpr size_t kMaxTools = 64;
   // Closes a session; false when it was unknown or already closed.
   bool Close(const std::string& session_id);
   // Closes every session opened by `client_id`; returns how many.
@@ -109,6 +120,7 @@ class SessionManager {
     bool draining = false;
   };
   Stats stats();
+  const SessionManagerOptions& options() const { return options_; }
 
  private:
   struct Managed;
