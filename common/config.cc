@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/utf8.h"
 #include "glog/logging.h"
 
 namespace nbrl::common {
@@ -24,6 +25,17 @@ constexpr char kOverrideSource[] = "override";
 bool ValidKeyChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          c == '_' || c == '-';
+}
+
+// Offset of the first byte of `text` that is not well-formed UTF-8, or npos.
+size_t FirstNonUtf8(absl::string_view text) {
+  char32_t cp = 0;
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = Utf8SequenceAt(text, i, &cp);
+    if (len == 0) return i;
+    i += len;
+  }
+  return absl::string_view::npos;
 }
 
 bool ValidKey(const std::string& key) {
@@ -357,9 +369,10 @@ std::string ConfigSchema::DescribeMarkdown() const {
     if (!entry.choices.empty()) {
       absl::StrAppend(&help, " One of: ", absl::StrJoin(entry.choices, ", "), ".");
     }
-    auto bound = [&](double v) {
-      return entry.type == ConfigType::kInt ? absl::StrCat(static_cast<int64_t>(v))
-                                            : absl::StrCat(v);
+    // (Captures the type, not the structured binding: C++17 lambdas cannot.)
+    auto bound = [type = entry.type](double v) {
+      return type == ConfigType::kInt ? absl::StrCat(static_cast<int64_t>(v))
+                                      : absl::StrCat(v);
     };
     if (entry.min && entry.max) {
       absl::StrAppend(&help, " Range: ", bound(*entry.min), " to ", bound(*entry.max),
@@ -414,6 +427,14 @@ absl::StatusOr<Config> Config::FromYaml(const ConfigSchema& schema,
                                         const std::string& yaml_text,
                                         const std::string& source_name,
                                         const std::vector<std::string>& overrides) {
+  // YAML is UTF-8 text. yaml-cpp passes other bytes through into values, which
+  // then do not survive the resolved config (ToYaml) or a protobuf string field.
+  if (size_t bad = FirstNonUtf8(yaml_text); bad != absl::string_view::npos) {
+    const auto line = std::count(yaml_text.begin(), yaml_text.begin() + bad, '\n');
+    return absl::InvalidArgumentError(absl::StrCat(
+        source_name, ":", line + 1, ": not UTF-8 text (byte ", bad, " is 0x",
+        absl::Hex(static_cast<uint8_t>(yaml_text[bad]), absl::kZeroPad2), ")"));
+  }
   Loader loader(schema, source_name);
   YAML::Node root;
   try {
@@ -431,6 +452,11 @@ absl::StatusOr<Config> Config::FromYaml(const ConfigSchema& schema,
   }
 
   for (const std::string& text : overrides) {
+    if (FirstNonUtf8(text) != absl::string_view::npos) {
+      loader.Error(
+          absl::StrCat("override '", SanitizeUtf8(text), "' is not UTF-8 text"));
+      continue;
+    }
     absl::StatusOr<std::pair<std::string, std::string>> kv = ParseOverride(text);
     if (!kv.ok()) {
       loader.Error(std::string(kv.status().message()));

@@ -25,6 +25,10 @@ done
 packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config ccache git clang-format
+  # fuzzing (deploy/fuzz.sh): clang with libFuzzer and the sanitizer runtimes
+  # (libclang-rt-dev is only a recommendation of clang's, and recommendations are
+  # not installed), llvm for llvm-symbolizer (readable reports)
+  clang libclang-rt-dev llvm
   # model and training: libtorch (CPU, c10d + Gloo) and a fast BLAS for it
   libtorch-dev libopenblas0-pthread
   libgloo-dev  # headers of c10d's Gloo process group (learner/data_parallel.cc)

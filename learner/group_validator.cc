@@ -117,6 +117,7 @@ absl::Status CheckSpans(const Where& w, const v1::Step& step, int n,
                               *seen_end, "); steps are in pool order"));
   }
   if (step.context_size() == 0) return w.Bad("it has no context spans");
+  uint64_t context_tokens = 0;
   for (int c = 0; c < step.context_size(); ++c) {
     const v1::TokenSpan& span = step.context(c);
     if (!SpanOk(span, n, /*allow_empty=*/false)) {
@@ -127,6 +128,15 @@ absl::Status CheckSpans(const Where& w, const v1::Step& step, int n,
       return w.Bad(absl::StrCat("context span ", c, " ", SpanText(span),
                                 " ends after its action begins (", act.begin(),
                                 "); the context precedes the action"));
+    }
+    // Distinct pieces of the pool before the action, so no longer than that in
+    // all: the trainer copies every span, and repeated ones would multiply a small
+    // message into gigabytes.
+    context_tokens += span.end() - span.begin();
+    if (context_tokens > act.begin()) {
+      return w.Bad(absl::StrCat("context spans 0..", c, " hold ", context_tokens,
+                                " tokens, more than the ", act.begin(),
+                                " before the action; spans repeat or overlap"));
     }
   }
   const v1::TokenSpan& obs = step.observation();

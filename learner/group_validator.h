@@ -14,7 +14,9 @@
 //   behavior_logprobs                   one per token; finite and <= 0
 //   steps                               1..max_steps
 //   step.context                        >= 1 span; each non-empty, inside the
-//                                       tokens and ending at or before the action
+//                                       tokens and ending at or before the action;
+//                                       together no longer than the tokens before
+//                                       the action (no repeats)
 //   step.action                         non-empty, inside the tokens, after the
 //                                       previous step's action and observation
 //   step.observation                    inside the tokens; when non-empty, at or

@@ -1,8 +1,10 @@
 #include "model/safetensors.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
@@ -63,14 +65,23 @@ absl::StatusOr<Entry> ParseEntry(const std::string& path, const std::string& nam
         absl::StrCat(path, ": tensor '", name, "': ", dtype.status().message()));
   }
   entry.dtype = *dtype;
+  // Element and byte counts are checked for overflow: a wrapped product could match
+  // a small data range and leave torch to fail (or allocate) on the real shape.
   uint64_t numel = 1;
+  bool overflow = false;
   for (const json& d : e["shape"]) {
-    if (!d.is_number_unsigned()) {
-      return Corrupt(path, absl::StrCat("tensor '", name, "' has a bad shape ",
-                                        e["shape"].dump()));
+    if (!d.is_number_unsigned() ||
+        d.get<uint64_t>() >
+            static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      // (No dump() of a container: a deeply nested one would overflow the stack.)
+      return Corrupt(path,
+                     absl::StrCat("tensor '", name, "' has a bad shape: dimension ",
+                                  entry.shape.size(), " is ",
+                                  d.is_structured() ? "not a number" : d.dump(),
+                                  ", expected an integer in [0, 2^63)"));
     }
     entry.shape.push_back(d.get<int64_t>());
-    numel *= d.get<uint64_t>();
+    overflow = __builtin_mul_overflow(numel, d.get<uint64_t>(), &numel) || overflow;
   }
   for (const json& o : e["data_offsets"]) {
     if (!o.is_number_unsigned()) {
@@ -79,7 +90,14 @@ absl::StatusOr<Entry> ParseEntry(const std::string& path, const std::string& nam
   }
   entry.begin = e["data_offsets"][0].get<uint64_t>();
   entry.end = e["data_offsets"][1].get<uint64_t>();
-  const uint64_t want = numel * c10::elementSize(entry.dtype);
+  uint64_t want = 0;
+  overflow =
+      __builtin_mul_overflow(numel, c10::elementSize(entry.dtype), &want) || overflow;
+  if (overflow) {
+    return Corrupt(path,
+                   absl::StrCat("tensor '", name, "' has shape ", e["shape"].dump(),
+                                ", too many bytes for any file"));
+  }
   if (entry.begin > entry.end || entry.end > data_bytes) {
     return Corrupt(path, absl::StrCat("tensor '", name, "' data_offsets [", entry.begin,
                                       ", ", entry.end, "] out of bounds of ",
@@ -91,6 +109,28 @@ absl::StatusOr<Entry> ParseEntry(const std::string& path, const std::string& nam
                                 " bytes, its shape and dtype need ", want));
   }
   return entry;
+}
+
+// Tensors own disjoint byte ranges (the reference reader wants them back to back):
+// otherwise a small file could name the same bytes many times over and make the
+// reader allocate far more than the file holds.
+absl::Status CheckDisjoint(const std::string& path, const std::vector<Entry>& entries) {
+  std::vector<const Entry*> by_offset;
+  for (const Entry& e : entries) {
+    if (e.begin < e.end) by_offset.push_back(&e);
+  }
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const Entry& prev = *by_offset[i - 1];
+    const Entry& cur = *by_offset[i];
+    if (cur.begin < prev.end) {
+      return Corrupt(path, absl::StrCat("tensors '", prev.name, "' [", prev.begin, ", ",
+                                        prev.end, ") and '", cur.name, "' [", cur.begin,
+                                        ", ", cur.end, ") share data bytes"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ReadExactly(std::ifstream& in, char* out, uint64_t n, uint64_t offset,
@@ -129,10 +169,15 @@ absl::StatusOr<TensorMap> ReadFileImpl(const std::string& path) {
   }
   const uint64_t data_start = 8 + header_bytes;
   const uint64_t data_bytes = file_bytes - data_start;
-  TensorMap out;
+  std::vector<Entry> entries;
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (it.key() == "__metadata__") continue;
     ASSIGN_OR_RETURN(Entry e, ParseEntry(path, it.key(), it.value(), data_bytes));
+    entries.push_back(std::move(e));
+  }
+  RETURN_IF_ERROR(CheckDisjoint(path, entries));
+  TensorMap out;
+  for (const Entry& e : entries) {
     torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(e.dtype));
     RETURN_IF_ERROR(ReadExactly(in, static_cast<char*>(t.data_ptr()), e.end - e.begin,
                                 data_start + e.begin, path));

@@ -19,6 +19,9 @@
 namespace nbrl::model {
 namespace {
 
+// How many ids below the highest may have no token (tokenizers in the wild: none).
+constexpr int64_t kMaxUnusedIds = 1 << 16;
+
 // Resolves a special-token name from tokenizer_config.json to an id (-1 if empty).
 absl::StatusOr<int32_t> SpecialId(const Tokenizer& t, const std::string& name,
                                   const char* field, const std::string& file) {
@@ -96,6 +99,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerSpec spec)
   int32_t max_id = -1;
   for (const auto& [token, id] : spec.vocab) max_id = std::max(max_id, id);
   for (const AddedToken& a : spec.added_tokens) max_id = std::max(max_id, a.id);
+  // Ids index dense tables, so one stray huge id would allocate gigabytes.
+  const int64_t tokens =
+      static_cast<int64_t>(spec.vocab.size() + spec.added_tokens.size());
+  if (max_id + 1 > tokens + kMaxUnusedIds) {
+    return absl::DataLossError(absl::StrCat(
+        spec.source, ": fields 'model.vocab' and 'added_tokens': ids go up to ", max_id,
+        " for only ", tokens, " tokens; ids must be dense (at most ", kMaxUnusedIds,
+        " unused)"));
+  }
   t->id_to_token_.resize(max_id + 1);
   t->id_bytes_.resize(max_id + 1);
   t->special_.resize(max_id + 1, false);

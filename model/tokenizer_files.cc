@@ -23,6 +23,14 @@ absl::Status Unsupported(const std::string& file, const std::string& field,
                    " (see docs/tokenizer.md for what nbrl supports)"));
 }
 
+// A value for an error message: a scalar as written, a container by its size (a
+// recursive dump() of a deeply nested value would overflow the stack).
+std::string Shown(const Json& j) {
+  if (j.is_array()) return absl::StrCat("an array of ", j.size());
+  if (j.is_object()) return absl::StrCat("an object of ", j.size(), " members");
+  return j.dump();
+}
+
 absl::StatusOr<Json> ParseJson(const std::string& text, const std::string& file) {
   try {
     return Json::parse(text);
@@ -59,7 +67,7 @@ absl::Status ParseModel(const Json& model, const std::string& file,
   const Json* type = Member(model, "type");
   if (type != nullptr && !(type->is_string() && *type == "BPE")) {
     return Unsupported(file, "model.type",
-                       absl::StrCat("model type ", type->dump(),
+                       absl::StrCat("model type ", Shown(*type),
                                     " is not supported; only \"BPE\" is"));
   }
   const Json* dropout = Member(model, "dropout");
@@ -94,7 +102,7 @@ absl::Status ParseModel(const Json& model, const std::string& file,
         id.get<int64_t>() > (1 << 30)) {
       return Malformed(
           file, absl::StrCat("model.vocab[\"", token, "\"]"),
-          absl::StrCat("expected a non-negative integer id, got ", id.dump()));
+          absl::StrCat("expected a non-negative integer id, got ", Shown(id)));
     }
     spec->vocab.emplace(token, id.get<int32_t>());
   }
@@ -113,7 +121,7 @@ absl::Status ParseModel(const Json& model, const std::string& file,
           s.find(' ', space + 1) != std::string::npos) {
         return Malformed(
             file, field,
-            absl::StrCat("expected \"left right\" (one space), got ", m.dump()));
+            absl::StrCat("expected \"left right\" (one space), got ", Shown(m)));
       }
       spec->merges.emplace_back(s.substr(0, space), s.substr(space + 1));
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
@@ -122,7 +130,7 @@ absl::Status ParseModel(const Json& model, const std::string& file,
       return Malformed(file, field,
                        absl::StrCat("expected \"left right\" or [\"left\", \"right\"], "
                                     "got ",
-                                    m.dump()));
+                                    Shown(m)));
     }
   }
   return absl::OkStatus();
@@ -325,7 +333,7 @@ absl::Status ReadSpecialName(const Json& config, const char* key,
   }
   return Malformed(
       file, key,
-      absl::StrCat("expected a string, null or {\"content\": ...}, got ", j->dump()));
+      absl::StrCat("expected a string, null or {\"content\": ...}, got ", Shown(*j)));
 }
 
 absl::Status ParseConfig(const std::string& text, const std::string& file,
