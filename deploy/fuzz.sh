@@ -17,7 +17,7 @@
 #   -- ARGS         more libFuzzer flags for every target, e.g. -- -jobs=2
 #   --help          this text
 #
-# Environment: BUILD_DIR (default build-fuzz), JOBS (build jobs, default: number of
+# Environment: FUZZ_BUILD_DIR (default build-fuzz), JOBS (build jobs, default: number of
 # cores), FUZZ_WORK (scratch corpora, artifacts and logs; default
 # <build dir>/fuzz-work), FUZZ_TIMEOUT (seconds one input may take before it counts
 # as a hang, default 10), FUZZ_RSS_MB (memory limit, default 2048).
@@ -84,7 +84,7 @@ done
 
 cd "$(dirname "$0")/.."
 root=$PWD
-build=${BUILD_DIR:-build-fuzz}
+build=${FUZZ_BUILD_DIR:-build-fuzz}
 case "$build" in /*) ;; *) build=$root/$build ;; esac
 jobs=${JOBS:-$(nproc)}
 work=${FUZZ_WORK:-$build/fuzz-work}

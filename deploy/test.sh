@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The test command: set-up, configure, build, and the whole test suite under ctest.
-# Ends with ctest's summary line; exits non-zero on any failure.
+# Under CI=true also the short fuzzing pass. Exits non-zero on any failure.
 #
 #   deploy/test.sh                 everything (what CI runs)
 #   deploy/test.sh -R config       only tests matching a regex (ctest -R)
 #   BUILD_DIR=build-x deploy/test.sh
 #
 # Environment: BUILD_DIR (default build), JOBS (default: number of cores),
-# NBRL_TEST_LONG=1 also runs the long (soak/chaos) tests, skipped by default.
+# NBRL_TEST_LONG=1 also runs the long (soak) tests, skipped by default.
+# NBRL_TEST_FUZZ=1 (the default under CI=true) then builds the libFuzzer targets in
+# build-fuzz and runs the short fuzzing pass (deploy/fuzz.sh: 60 s in all);
+# NBRL_TEST_FUZZ=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,3 +41,13 @@ if [ "${NBRL_TEST_LONG:-0}" != 1 ]; then
   ctest_args+=(--label-exclude long)
 fi
 ctest "${ctest_args[@]}" "$@"
+
+fuzz=${NBRL_TEST_FUZZ:-$([ "${CI:-}" = true ] && echo 1 || echo 0)}
+if [ "$fuzz" = 1 ] && [ $# -eq 0 ]; then
+  step "fuzzing (deploy/fuzz.sh, the short pass)"
+  start=$(date +%s)
+  bash deploy/fuzz.sh
+  echo "fuzzing took $(( $(date +%s) - start ))s"
+else
+  echo "(fuzzing skipped: NBRL_TEST_FUZZ=1 deploy/test.sh runs deploy/fuzz.sh after the suite)"
+fi
