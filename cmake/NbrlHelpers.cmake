@@ -38,8 +38,29 @@ function(nbrl_use_torch target)
   endif()
 endfunction()
 
+# Tests of nbrl's own threads, labelled `concurrency`: deploy/sanitize.sh runs them
+# under ThreadSanitizer. Not here: tests without threads of ours (weight_stream_test
+# is pure encoding; the weight stream's threads are in learner_service_test), and
+# the multi-process runs in tests/ (cluster, launch, chaos, ...: their processes'
+# threads are the ones tested here, and a TSan build of every binary would not fit
+# CI's budget).
+set(NBRL_CONCURRENCY_TESTS
+    common_shutdown_test        # ShutdownSignal: signal watcher and callback threads
+    common_metrics_test         # MetricsServer's serving thread against metric updates
+    common_grpc_auth_test       # auth checks and counters on gRPC's threads
+    model_tokenizer_test        # the BPE cache under its mutex, 8 threads encoding
+    agent_episode_runner_test   # a group's episodes on one thread each
+    learner_service_test        # ingestion streams, ingestor queue, weight publisher
+    learner_trainer_test        # two data-parallel ranks as threads of one process
+    sandbox_service_test        # the session pool, concurrent Execute, drain
+    sandbox_cli_test            # the nbrl-sandbox binary serving, then SIGTERM
+    actor_learner_test)         # the actor's LearnerClient threads against the service
+
 # nbrl_test(NAME SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s]): a GoogleTest binary
-# registered with ctest as one test.
+# registered with ctest as one test. Labels: LABELS, plus `unit` for the tests beside
+# the code (every folder but tests/) and `concurrency` for NBRL_CONCURRENCY_TESTS.
+# For each label L a target nbrl_tests_L builds what `ctest -L L` runs (with the
+# binaries a test depends on).
 function(nbrl_test name)
   if(NOT NBRL_BUILD_TESTS)
     return()
@@ -55,7 +76,21 @@ function(nbrl_test name)
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT}
                        ENVIRONMENT "NBRL_SOURCE_DIR=${PROJECT_SOURCE_DIR};NBRL_BINARY_DIR=${PROJECT_BINARY_DIR}")
-  if(ARG_LABELS)
-    set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
+  set(labels ${ARG_LABELS})
+  string(FIND "${CMAKE_CURRENT_SOURCE_DIR}/" "${PROJECT_SOURCE_DIR}/tests/" in_tests)
+  if(NOT in_tests EQUAL 0)
+    list(APPEND labels unit)
   endif()
+  if(name IN_LIST NBRL_CONCURRENCY_TESTS)
+    list(APPEND labels concurrency)
+  endif()
+  if(labels)
+    set_tests_properties(${name} PROPERTIES LABELS "${labels}")
+  endif()
+  foreach(label IN LISTS labels)
+    if(NOT TARGET nbrl_tests_${label})
+      add_custom_target(nbrl_tests_${label})
+    endif()
+    add_dependencies(nbrl_tests_${label} ${name})
+  endforeach()
 endfunction()

@@ -15,6 +15,10 @@ namespace {
 
 absl::Mutex g_mu;
 std::string* g_tag ABSL_GUARDED_BY(g_mu) = nullptr;
+// Serializes InitLogging's one-time glog set-up. Not g_mu: glog holds its own lock
+// while it runs the sinks, and the sink takes g_mu, so calling glog with g_mu held
+// could deadlock against a thread that is logging.
+absl::Mutex g_init_mu(absl::kConstInit);
 
 // Writes each message to stderr with our own prefix (glog's cannot carry a tag).
 // One write(2) per line, so lines of different threads and processes sharing a
@@ -61,11 +65,14 @@ absl::Status InitLogging(const LogOptions& options) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "log level '%s' is not one of: info, warning, error", options.level));
   }
-  static TaggedStderrSink* sink = nullptr;
   {
     absl::MutexLock lock(&g_mu);
     delete g_tag;
     g_tag = new std::string(options.tag);
+  }
+  static TaggedStderrSink* sink = nullptr;
+  {
+    absl::MutexLock lock(&g_init_mu);
     if (sink == nullptr) {
       if (!google::IsGoogleLoggingInitialized()) {
         google::InitGoogleLogging(options.tag.c_str());

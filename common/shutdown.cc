@@ -112,6 +112,10 @@ void ShutdownSignal::OnShutdown(std::function<void()> fn) {
 }
 
 void ShutdownSignal::HardExit(const std::string& why, int status) {
+  // Only the watcher calls this, and it owns callback_runner_. We exit without
+  // joining the callbacks (they may be what is stuck); detached, the runner is not
+  // a leaked thread to ThreadSanitizer's exit check.
+  if (callback_runner_.joinable()) callback_runner_.detach();
   std::string msg = absl::StrCat("nbrl: ", why, "; exiting now\n");
   ssize_t ignored = ::write(STDERR_FILENO, msg.data(), msg.size());
   (void)ignored;

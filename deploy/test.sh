@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: set-up, configure, build, and the whole test suite under ctest.
-# Under CI=true also the short fuzzing pass. Exits non-zero on any failure.
+# Under CI=true also the sanitizer builds and the short fuzzing pass. Exits non-zero on any failure.
 #
 #   deploy/test.sh                 everything (what CI runs)
 #   deploy/test.sh -R config       only tests matching a regex (ctest -R)
@@ -10,7 +10,9 @@
 # NBRL_TEST_LONG=1 also runs the long (soak) tests, skipped by default.
 # NBRL_TEST_FUZZ=1 (the default under CI=true) then builds the libFuzzer targets in
 # build-fuzz and runs the short fuzzing pass (deploy/fuzz.sh: 60 s in all);
-# NBRL_TEST_FUZZ=0 skips it.
+# NBRL_TEST_FUZZ=0 skips it. NBRL_TEST_SANITIZERS=1 (the default under CI=true)
+# first runs deploy/sanitize.sh: the unit tests under ASan+UBSan (build-asan) and
+# the concurrency tests under TSan (build-tsan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +43,16 @@ if [ "${NBRL_TEST_LONG:-0}" != 1 ]; then
   ctest_args+=(--label-exclude long)
 fi
 ctest "${ctest_args[@]}" "$@"
+
+sanitizers=${NBRL_TEST_SANITIZERS:-$([ "${CI:-}" = true ] && echo 1 || echo 0)}
+if [ "$sanitizers" = 1 ] && [ $# -eq 0 ]; then
+  step "sanitizers (deploy/sanitize.sh: unit tests under ASan+UBSan, concurrency under TSan)"
+  start=$(date +%s)
+  bash deploy/sanitize.sh all
+  echo "sanitizers took $(( $(date +%s) - start ))s"
+else
+  echo "(sanitizers skipped: NBRL_TEST_SANITIZERS=1 deploy/test.sh runs deploy/sanitize.sh after the suite)"
+fi
 
 fuzz=${NBRL_TEST_FUZZ:-$([ "${CI:-}" = true ] && echo 1 || echo 0)}
 if [ "$fuzz" = 1 ] && [ $# -eq 0 ]; then
