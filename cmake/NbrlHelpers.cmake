@@ -22,17 +22,34 @@ function(nbrl_binary name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS})
 endfunction()
 
-# nbrl_use_torch(TARGET): links libtorch and precompiles <torch/torch.h> for the
-# target, so that touching one .cc recompiles in seconds instead of re-parsing
-# ~300k lines of torch headers. libtorch's own warnings are not ours to fix.
-# A target that does not exist (a test, with NBRL_BUILD_TESTS=OFF) is skipped.
+# nbrl_torch_pch(): the one precompiled <torch/torch.h> every torch target reuses
+# (nbrl_use_torch). A torch PCH is about 0.5 GB and a minute to compile: one per
+# target was 23 of them, 12 GB per build folder, which filled CI's disk once the
+# sanitizer builds were added. Call after every add_compile_options (NbrlSanitize),
+# so that the PCH is compiled with the flags of the targets that reuse it. Those
+# targets differ only in include folders, warnings and macros that torch's headers
+# never read (GTEST_HAS_PTHREAD, NBRL_WITH_CUDA); -Winvalid-pch with -Werror turns
+# a PCH that does not fit into a build error, never a silent slow build.
+function(nbrl_torch_pch)
+  add_library(nbrl_torch_pch OBJECT ${PROJECT_SOURCE_DIR}/cmake/torch_pch.cc)
+  target_link_libraries(nbrl_torch_pch PUBLIC ${TORCH_LIBRARIES})
+  # -pthread defines _REENTRANT, and every nbrl target has it (through gRPC).
+  target_compile_options(nbrl_torch_pch PRIVATE ${NBRL_WARNINGS} -Wno-unused-parameter
+                                                -pthread)
+  target_precompile_headers(nbrl_torch_pch PRIVATE <torch/torch.h>)
+endfunction()
+
+# nbrl_use_torch(TARGET): links libtorch and reuses the precompiled <torch/torch.h>
+# (nbrl_torch_pch), so that touching one .cc recompiles in seconds instead of
+# re-parsing ~300k lines of torch headers. libtorch's own warnings are not ours to
+# fix. A target that does not exist (a test, with NBRL_BUILD_TESTS=OFF) is skipped.
 function(nbrl_use_torch target)
   if(NOT TARGET ${target})
     return()
   endif()
   target_link_libraries(${target} PUBLIC ${TORCH_LIBRARIES})
-  target_compile_options(${target} PRIVATE -Wno-unused-parameter)
-  target_precompile_headers(${target} PRIVATE <torch/torch.h>)
+  target_compile_options(${target} PRIVATE -Wno-unused-parameter -Winvalid-pch)
+  target_precompile_headers(${target} REUSE_FROM nbrl_torch_pch)
   if(NBRL_CUDA_ENABLED)
     target_compile_definitions(${target} PUBLIC NBRL_WITH_CUDA=1)
   endif()
