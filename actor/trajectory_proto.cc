@@ -48,7 +48,9 @@ v1::Trajectory ToProto(const agent::TrajectoryRecord& r) {
     SetSpan(s.observation, out->mutable_observation());
     out->set_policy_version(s.policy_version);
     for (const auto& [name, value] : s.rewards) {
-      (*out->mutable_rewards())[name] = static_cast<float>(value);
+      v1::RewardComponent* c = out->add_rewards();
+      c->set_name(name);
+      c->set_value(static_cast<float>(value));
     }
     out->set_reward(static_cast<float>(s.reward));
     out->set_well_formed(s.well_formed);
@@ -60,7 +62,9 @@ v1::Trajectory ToProto(const agent::TrajectoryRecord& r) {
   t.set_final_answer(r.final_answer);
   t.set_ending_reason(ToProto(r.ending_reason));
   for (const auto& [name, value] : r.final_rewards) {
-    (*t.mutable_final_rewards())[name] = static_cast<float>(value);
+    v1::RewardComponent* c = t.add_final_rewards();
+    c->set_name(name);
+    c->set_value(static_cast<float>(value));
   }
   t.set_total_reward(static_cast<float>(r.total_reward));
   *t.mutable_wall_time() = ToDuration(r.wall_time);

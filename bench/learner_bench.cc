@@ -124,8 +124,12 @@ v1::Trajectory MakeTrajectory(const BenchOptions& o, int index, std::mt19937_64&
     s->mutable_observation()->set_end(end);
     for (int i = begin; i < action_end; ++i) in_action[i] = true;
     s->set_policy_version(0);
-    (*s->mutable_rewards())["format"] = 0.1f;
-    (*s->mutable_rewards())["execution"] = k % 3 == 0 ? 0.0f : 0.05f;
+    for (auto [name, value] :
+         {std::pair{"format", 0.1f}, {"execution", k % 3 == 0 ? 0.0f : 0.05f}}) {
+      v1::RewardComponent* c = s->add_rewards();
+      c->set_name(name);
+      c->set_value(value);
+    }
     s->set_well_formed(true);
     s->set_executed_ok(k % 3 != 0);
     s->mutable_generate_time()->set_nanos(350'000'000);
@@ -139,8 +143,12 @@ v1::Trajectory MakeTrajectory(const BenchOptions& o, int index, std::mt19937_64&
   t.set_has_final_answer(true);
   t.set_final_answer(index % 2 ? "42" : "41");
   t.set_ending_reason(v1::ENDING_REASON_SUBMITTED);
-  (*t.mutable_final_rewards())["em"] = index % 2 ? 1.0f : 0.0f;
-  (*t.mutable_final_rewards())["f1"] = index % 2 ? 1.0f : 0.5f;
+  for (auto [name, value] :
+       {std::pair{"em", index % 2 ? 1.0f : 0.0f}, {"f1", index % 2 ? 1.0f : 0.5f}}) {
+    v1::RewardComponent* c = t.add_final_rewards();
+    c->set_name(name);
+    c->set_value(value);
+  }
   t.set_total_reward(index % 2 ? 1.9f : 0.4f);
   t.mutable_wall_time()->set_seconds(12);
   return t;

@@ -210,7 +210,7 @@ TRAJ_STEPS = """
     action { begin: 4 end: 7 }
     observation { begin: 7 end: 9 }
     policy_version: 3
-    rewards { key: "format" value: 0.1 }
+    rewards { name: "format" value: 0.1 }
     well_formed: true executed_ok: true
     generate_time { nanos: 5000000 } execute_time { seconds: 1 }
     reward: 0.1
@@ -228,7 +228,7 @@ TRAJ = """trajectories {{
   {steps}
   has_final_answer: true final_answer: "42"
   ending_reason: ENDING_REASON_SUBMITTED
-  final_rewards {{ key: "em" value: 1 }}
+  final_rewards {{ name: "em" value: 1 }}
   total_reward: 1.1
   wall_time {{ seconds: 2 }}
 }}"""

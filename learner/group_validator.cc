@@ -8,6 +8,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/utf8.h"
 
 namespace nbrl::learner {
 namespace {
@@ -24,16 +25,41 @@ bool HasControl(absl::string_view s) {
   return false;
 }
 
-// `s` as it may appear in an error message: short, one line.
+// Offset of the first byte of `s` that does not start well-formed UTF-8, or npos.
+size_t FirstInvalidUtf8(absl::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp;
+    const size_t n = common::Utf8SequenceAt(s, i, &cp);
+    if (n == 0) return i;
+    i += n;
+  }
+  return absl::string_view::npos;
+}
+
+// `s` as it may appear in an error message (and in GroupAck.message, a proto
+// string): short, one line, valid UTF-8.
 std::string Preview(absl::string_view s) {
-  if (s.size() <= kPreviewBytes && !HasControl(s)) return std::string(s);
+  if (s.size() <= kPreviewBytes && !HasControl(s) && common::IsValidUtf8(s)) {
+    return std::string(s);
+  }
   std::string out = absl::CHexEscape(s.substr(0, kPreviewBytes));
   if (s.size() > kPreviewBytes) absl::StrAppend(&out, "...");
   return out;
 }
 
+// InvalidArgument naming `field` when `value` is not well-formed UTF-8. Text
+// fields are proto `bytes` (learner.proto says why), so this is where invalid
+// UTF-8 is refused.
+absl::Status CheckUtf8(absl::string_view field, absl::string_view value) {
+  const size_t bad = FirstInvalidUtf8(value);
+  if (bad == absl::string_view::npos) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, " '", Preview(value),
+                                                 "' is not valid UTF-8 (byte ", bad,
+                                                 " of ", value.size(), ")"));
+}
+
 // A label the learner keeps but does not interpret (dataset, example id, reward
-// name): any bytes, within a length.
+// name): any UTF-8 text, within a length.
 absl::Status CheckLabel(absl::string_view field, absl::string_view value,
                         size_t max_bytes, bool required) {
   if (value.empty() && required) {
@@ -44,7 +70,7 @@ absl::Status CheckLabel(absl::string_view field, absl::string_view value,
                                                    "' has ", value.size(),
                                                    " bytes, at most ", max_bytes));
   }
-  return absl::OkStatus();
+  return CheckUtf8(field, value);
 }
 
 // What went wrong where, prefixed with the group and its actor.
@@ -84,10 +110,18 @@ absl::Status CheckDuration(const Where& w, absl::string_view field,
   return absl::OkStatus();
 }
 
-absl::Status CheckRewards(const Where& w, absl::string_view field,
-                          const google::protobuf::Map<std::string, float>& rewards,
-                          const GroupLimits& limits) {
-  for (const auto& [name, value] : rewards) {
+absl::Status CheckRewards(
+    const Where& w, absl::string_view field,
+    const google::protobuf::RepeatedPtrField<v1::RewardComponent>& rewards,
+    const GroupLimits& limits) {
+  // Names are unique (the field replaced a map): a few per step, so pairwise.
+  if (static_cast<size_t>(rewards.size()) > limits.max_reward_components) {
+    return w.Bad(absl::StrCat(rewards.size(), " ", field, " components, at most ",
+                              limits.max_reward_components));
+  }
+  for (int i = 0; i < rewards.size(); ++i) {
+    const std::string& name = rewards[i].name();
+    const float value = rewards[i].value();
     if (absl::Status st = CheckLabel(absl::StrCat(field, " name"), name,
                                      limits.max_name_bytes, /*required=*/true);
         !st.ok()) {
@@ -96,6 +130,11 @@ absl::Status CheckRewards(const Where& w, absl::string_view field,
     if (!std::isfinite(value)) {
       return w.Bad(absl::StrCat(field, " '", Preview(name), "' is ", value,
                                 ", not a finite number"));
+    }
+    for (int j = 0; j < i; ++j) {
+      if (rewards[j].name() == name) {
+        return w.Bad(absl::StrCat(field, " '", Preview(name), "' is given twice"));
+      }
     }
   }
   return absl::OkStatus();
@@ -227,6 +266,9 @@ absl::Status CheckTrajectory(const Where& w, const v1::Trajectory& t,
   if (!t.has_final_answer() && !t.final_answer().empty()) {
     return w.Bad("final_answer is set but has_final_answer is false");
   }
+  if (absl::Status st = CheckUtf8("final_answer", t.final_answer()); !st.ok()) {
+    return w.Bad(st.message());
+  }
   if (!v1::EndingReason_IsValid(t.ending_reason()) ||
       t.ending_reason() == v1::ENDING_REASON_UNSPECIFIED) {
     return w.Bad(absl::StrCat("ending_reason ", t.ending_reason(), " is not known"));
@@ -283,7 +325,7 @@ absl::Status ValidateText(absl::string_view field, absl::string_view value,
     return absl::InvalidArgumentError(
         absl::StrCat(field, " '", Preview(value), "' contains a control character"));
   }
-  return absl::OkStatus();
+  return CheckUtf8(field, value);
 }
 
 absl::Status ValidateGroup(const v1::TrajectoryGroup& g, const GroupLimits& limits) {

@@ -4,10 +4,11 @@
 // published. A bad group is refused with a message that names the group, the
 // trajectory, the step and the field, and shows the bad value.
 //
-// The rules, field by field (docs/protocol.md lists them too):
+// The rules, field by field (docs/protocol.md lists them too). Every text field
+// must be well-formed UTF-8 (they are proto `bytes`: learner.proto says why).
 //   group_id, actor_id, trajectory_id   1..max_id_bytes, no control characters;
 //                                       trajectory ids unique within the group
-//   dataset, example_id, task_family    0..max_name_bytes (any bytes: the learner
+//   dataset, example_id, task_family    0..max_name_bytes (any text: the learner
 //                                       keeps them but does not interpret them)
 //   trajectories                        1..max_trajectories; == group_size if set
 //   token_ids                           1..max_tokens; each < vocab_size if set
@@ -22,7 +23,8 @@
 //   step.observation                    inside the tokens; when non-empty, at or
 //                                       after its action's end
 //   step.reward, rewards, final_rewards,
-//   total_reward                        finite; reward names 1..max_name_bytes
+//   total_reward                        finite; reward names 1..max_name_bytes,
+//                                       unique, at most max_reward_components
 //   generate_time, execute_time,
 //   wall_time                           valid, non-negative, under a year
 //   final_answer                        empty unless has_final_answer
@@ -55,6 +57,8 @@ struct GroupLimits {
   // nbrl's actor sends its data file's path as the dataset: PATH_MAX).
   size_t max_id_bytes = 256;
   size_t max_name_bytes = 4096;
+  // Named reward components of one step, and of one trajectory's final answer.
+  size_t max_reward_components = 64;
 };
 
 // InvalidArgument naming the problem.
@@ -67,8 +71,8 @@ absl::Status ValidateVersions(const v1::TrajectoryGroup& group,
                               uint64_t current_version);
 
 // Checks one text field of a request: InvalidArgument naming `field` when `value`
-// is empty (and `required`), longer than `max_bytes`, or holds a control
-// character (logs and metric labels must stay one line).
+// is empty (and `required`), longer than `max_bytes`, holds a control character
+// (logs and metric labels must stay one line) or is not well-formed UTF-8.
 absl::Status ValidateText(absl::string_view field, absl::string_view value,
                           size_t max_bytes, bool required);
 

@@ -492,10 +492,11 @@ absl::Status Run(common::ProcessContext& ctx) {
     double em_sum = 0, em_count = 0;
     for (const auto& g : groups) {
       for (const auto& t : g.trajectories()) {
-        auto it = t.final_rewards().find("em_raw");
-        if (it == t.final_rewards().end()) continue;
-        em_sum += it->second;
-        em_count += 1;
+        for (const v1::RewardComponent& c : t.final_rewards()) {
+          if (c.name() != "em_raw") continue;
+          em_sum += c.value();
+          em_count += 1;
+        }
       }
     }
     const double em_mean = em_count > 0 ? em_sum / em_count : 0.0;

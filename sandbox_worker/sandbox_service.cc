@@ -187,12 +187,8 @@ grpc::Status SandboxServiceImpl::Attach(
   if (grpc::Status s = common::Authenticate(auth_, *ctx, "Attach"); !s.ok()) {
     return s;
   }
-  if (req->client_id().empty() ||
-      req->client_id().size() > SessionManager::kMaxIdBytes) {
-    return grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("client_id must have 1 to ", SessionManager::kMaxIdBytes,
-                     " bytes, got ", req->client_id().size()));
+  if (absl::Status st = SessionManager::CheckClientId(req->client_id()); !st.ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(st.message()));
   }
   while (!ctx->IsCancelled()) {
     if (shutting_down_.load()) return grpc::Status::OK;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/utf8.h"
 #include "glog/logging.h"
 
 namespace nbrl::sandbox {
@@ -18,7 +19,26 @@ namespace {
 constexpr absl::Duration kReapInterval = absl::Milliseconds(500);
 constexpr absl::Duration kStartBackoff = absl::Seconds(1);
 
-// InvalidArgument naming `field` when `value` is longer than `max_bytes`.
+// InvalidArgument naming `field` when `value` is not well-formed UTF-8. Text
+// fields are proto `bytes` (sandbox.proto says why), so this is where invalid
+// UTF-8 is refused.
+absl::Status CheckUtf8(absl::string_view field, absl::string_view value) {
+  for (size_t i = 0; i < value.size();) {
+    char32_t cp;
+    const size_t n = common::Utf8SequenceAt(value, i, &cp);
+    if (n == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " '", absl::CHexEscape(value.substr(0, 64)),
+                       value.size() > 64 ? "..." : "", "' is not valid UTF-8 (byte ", i,
+                       " of ", value.size(), ")"));
+    }
+    i += n;
+  }
+  return absl::OkStatus();
+}
+
+// InvalidArgument naming `field` when `value` is longer than `max_bytes` or not
+// UTF-8.
 absl::Status CheckLength(absl::string_view field, absl::string_view value,
                          size_t max_bytes) {
   if (value.size() > max_bytes) {
@@ -26,7 +46,7 @@ absl::Status CheckLength(absl::string_view field, absl::string_view value,
         absl::StrCat(field, " '", absl::CHexEscape(value.substr(0, 64)), "...' has ",
                      value.size(), " bytes, at most ", max_bytes));
   }
-  return absl::OkStatus();
+  return CheckUtf8(field, value);
 }
 
 // Also InvalidArgument when `value` holds a control character (ids go into logs
@@ -79,6 +99,11 @@ absl::Status CheckOpenRequest(const OpenRequest& request) {
 absl::Status SessionManager::CheckSessionId(const std::string& session_id) {
   if (session_id.empty()) return absl::InvalidArgumentError("session_id is empty");
   return CheckText("session_id", session_id, kMaxIdBytes);
+}
+
+absl::Status SessionManager::CheckClientId(const std::string& client_id) {
+  if (client_id.empty()) return absl::InvalidArgumentError("client_id is empty");
+  return CheckText("client_id", client_id, kMaxIdBytes);
 }
 
 struct SessionManager::Managed {
@@ -295,6 +320,12 @@ absl::StatusOr<CellResult> SessionManager::Execute(const std::string& session_id
     return absl::InvalidArgumentError(absl::StrCat("cell of ", request.code.size(),
                                                    " bytes; the limit is ",
                                                    options_.max_code_bytes));
+  }
+  if (absl::Status st = CheckUtf8("code", request.code); !st.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(st.message(),
+                     "; a cell is UTF-8 text (nbrl's actor replaces "
+                     "invalid bytes with U+FFFD before sending)"));
   }
   if (request.timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("cell timeout must not be negative");

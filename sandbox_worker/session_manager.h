@@ -86,18 +86,22 @@ class SessionManager {
   // sandbox can start, ResourceExhausted at capacity, InvalidArgument for a
   // malformed request (client_id over kMaxIdBytes or with a control character,
   // label over kMaxLabelBytes, more than kMaxTools tools, a negative idle
-  // timeout) or a tool that is not served.
+  // timeout, text that is not UTF-8) or a tool that is not served.
   absl::StatusOr<std::string> Open(const OpenRequest& request);
   // Runs a cell. NotFound for an unknown or closed session, InvalidArgument for a
-  // bad request (malformed session id, code over max_code_bytes, negative
-  // timeout), FailedPrecondition when the session is running another cell,
+  // bad request (malformed session id, code over max_code_bytes or not UTF-8,
+  // negative timeout), FailedPrecondition when the session is running another cell,
   // Unavailable when its killed sandbox cannot be replaced. Zero timeout or
   // output budget: the defaults; larger ones are clamped to the maxima.
   absl::StatusOr<CellResult> Execute(const std::string& session_id,
                                      CellRequest request);
   // InvalidArgument unless `session_id` could name a session: 1 to kMaxIdBytes
-  // bytes without control characters. Whether it is open is another matter.
+  // bytes of UTF-8 without control characters. Whether it is open is another
+  // matter.
   static absl::Status CheckSessionId(const std::string& session_id);
+  // InvalidArgument unless `client_id` is 1 to kMaxIdBytes bytes of UTF-8 without
+  // control characters.
+  static absl::Status CheckClientId(const std::string& client_id);
   // Limits on what clients send: ids (client, session, tool names), labels, and
   // the number of tools one session asks for.
   static constexpr size_t kMaxIdBytes = 256;

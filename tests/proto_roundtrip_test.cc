@@ -36,15 +36,20 @@ v1::TrajectoryGroup MakeGroup(int rollouts, int tokens) {
     s->mutable_observation()->set_begin(tokens * 3 / 4);
     s->mutable_observation()->set_end(tokens);
     s->set_policy_version(7);
-    (*s->mutable_rewards())["format"] = 1.0f;
-    (*s->mutable_rewards())["execution"] = 0.5f;
+    for (auto [name, value] : {std::pair{"format", 1.0f}, {"execution", 0.5f}}) {
+      v1::RewardComponent* c = s->add_rewards();
+      c->set_name(name);
+      c->set_value(value);
+    }
     s->set_well_formed(true);
     s->set_executed_ok(r % 2 == 0);
     s->mutable_generate_time()->set_nanos(1500000);
     t->set_has_final_answer(true);
     t->set_final_answer("Zarnow Institute");
     t->set_ending_reason(v1::ENDING_REASON_SUBMITTED);
-    (*t->mutable_final_rewards())["em"] = r == 0 ? 1.0f : 0.0f;
+    v1::RewardComponent* em = t->add_final_rewards();
+    em->set_name("em");
+    em->set_value(r == 0 ? 1.0f : 0.0f);
     t->set_total_reward(r == 0 ? 1.5f : 0.5f);
   }
   return g;

@@ -107,7 +107,9 @@ void AddTrajectory(v1::TrajectoryGroup* g, const std::string& id, float reward) 
   s1->mutable_observation()->set_end(16);
   for (v1::Step* s : {s0, s1}) {
     s->set_policy_version(1);
-    (*s->mutable_rewards())["format"] = 0.1f;
+    v1::RewardComponent* format = s->add_rewards();
+    format->set_name("format");
+    format->set_value(0.1f);
     s->set_reward(0.1f);
     s->set_well_formed(true);
     s->set_executed_ok(true);
@@ -118,7 +120,9 @@ void AddTrajectory(v1::TrajectoryGroup* g, const std::string& id, float reward) 
   if (reward > 0) t->set_final_answer("42");
   t->set_ending_reason(reward > 0 ? v1::ENDING_REASON_SUBMITTED
                                   : v1::ENDING_REASON_MAX_STEPS);
-  (*t->mutable_final_rewards())["em"] = reward;
+  v1::RewardComponent* em = t->add_final_rewards();
+  em->set_name("em");
+  em->set_value(reward);
   t->set_total_reward(reward + 0.2f);
   SetDuration(t->mutable_wall_time(), 2, 0);
 }
@@ -160,6 +164,12 @@ Messages Valid(int n, const std::string& session_id) {
 
 v1::Trajectory& T(Messages& m, int i = 0) { return *m.group.mutable_trajectories(i); }
 v1::Step& S(Messages& m, int s, int t = 0) { return *T(m, t).mutable_steps(s); }
+void AddReward(google::protobuf::RepeatedPtrField<v1::RewardComponent>* rewards,
+               const std::string& name, float value) {
+  v1::RewardComponent* c = rewards->Add();
+  c->set_name(name);
+  c->set_value(value);
+}
 void SetSpan(v1::TokenSpan* span, uint32_t b, uint32_t e) {
   span->set_begin(b);
   span->set_end(e);
@@ -176,6 +186,11 @@ struct Case {
 using grpc::StatusCode;
 const auto kValid = [](Messages&) {};
 const std::string kLong(300, 'a');
+// Not UTF-8: a lone continuation byte, and a truncated 3-byte sequence. Text fields
+// are proto `bytes`, so these reach the validators (a proto3 `string` would fail
+// gRPC's parse with an empty INTERNAL status instead).
+const std::string kBadUtf8 = "id-\x80";
+const std::string kTruncatedUtf8 = "caf\xe2\x82";
 
 std::vector<Case> Table() {
   return {
@@ -190,6 +205,12 @@ std::vector<Case> Table() {
       {"register: actor_id with a newline", Rpc::kRegisterActor,
        [](Messages& m) { m.register_actor.set_actor_id("actor\n0"); },
        StatusCode::INVALID_ARGUMENT, "actor_id 'actor\\n0' contains a control"},
+      {"register: actor_id not UTF-8", Rpc::kRegisterActor,
+       [](Messages& m) { m.register_actor.set_actor_id(kBadUtf8); },
+       StatusCode::INVALID_ARGUMENT, "actor_id 'id-\\x80' is not valid UTF-8 (byte 3"},
+      {"register: hostname not UTF-8", Rpc::kRegisterActor,
+       [](Messages& m) { m.register_actor.set_hostname(kTruncatedUtf8); },
+       StatusCode::INVALID_ARGUMENT, "hostname 'caf\\xe2\\x82' is not valid UTF-8"},
       {"register: hostname of 300 bytes", Rpc::kRegisterActor,
        [](Messages& m) { m.register_actor.set_hostname(kLong); },
        StatusCode::INVALID_ARGUMENT, "hostname"},
@@ -208,6 +229,9 @@ std::vector<Case> Table() {
       {"heartbeat: actor_id of 300 bytes", Rpc::kHeartbeat,
        [](Messages& m) { m.heartbeat.set_actor_id(kLong); },
        StatusCode::INVALID_ARGUMENT, "at most 256"},
+      {"heartbeat: actor_id not UTF-8", Rpc::kHeartbeat,
+       [](Messages& m) { m.heartbeat.set_actor_id(kBadUtf8); },
+       StatusCode::INVALID_ARGUMENT, "is not valid UTF-8"},
       {"heartbeat: unregistered actor", Rpc::kHeartbeat,
        [](Messages& m) { m.heartbeat.set_actor_id("ghost"); },
        StatusCode::FAILED_PRECONDITION, "'ghost' is not registered"},
@@ -216,6 +240,9 @@ std::vector<Case> Table() {
       {"subscribe: empty actor_id", Rpc::kSubscribeWeights,
        [](Messages& m) { m.subscribe.clear_actor_id(); }, StatusCode::INVALID_ARGUMENT,
        "actor_id is empty"},
+      {"subscribe: actor_id not UTF-8", Rpc::kSubscribeWeights,
+       [](Messages& m) { m.subscribe.set_actor_id(kBadUtf8); },
+       StatusCode::INVALID_ARGUMENT, "actor_id 'id-\\x80' is not valid UTF-8"},
       {"subscribe: unregistered actor", Rpc::kSubscribeWeights,
        [](Messages& m) { m.subscribe.set_actor_id("ghost"); },
        StatusCode::FAILED_PRECONDITION, "'ghost' is not registered"},
@@ -230,6 +257,13 @@ std::vector<Case> Table() {
       {"push: group_id with a tab", Rpc::kPushTrajectories,
        [](Messages& m) { m.group.set_group_id("g\t1"); }, StatusCode::INVALID_ARGUMENT,
        "contains a control character"},
+      {"push: group_id not UTF-8 (and the ack still parses)", Rpc::kPushTrajectories,
+       [](Messages& m) { m.group.set_group_id(kBadUtf8); },
+       StatusCode::INVALID_ARGUMENT,
+       "trajectory group id-\\x80 from actor-0: group_id 'id-\\x80' is not valid"},
+      {"push: actor_id not UTF-8", Rpc::kPushTrajectories,
+       [](Messages& m) { m.group.set_actor_id(kBadUtf8); },
+       StatusCode::INVALID_ARGUMENT, "is not valid UTF-8"},
       {"push: empty actor_id", Rpc::kPushTrajectories,
        [](Messages& m) { m.group.clear_actor_id(); }, StatusCode::INVALID_ARGUMENT,
        "actor_id is empty"},
@@ -242,6 +276,15 @@ std::vector<Case> Table() {
       {"push: example_id of 5000 bytes", Rpc::kPushTrajectories,
        [](Messages& m) { m.group.set_example_id(std::string(5000, 'e')); },
        StatusCode::INVALID_ARGUMENT, "has 5000 bytes, at most 4096"},
+      {"push: dataset not UTF-8", Rpc::kPushTrajectories,
+       [](Messages& m) { m.group.set_dataset(kTruncatedUtf8); },
+       StatusCode::INVALID_ARGUMENT, "dataset 'caf\\xe2\\x82' is not valid UTF-8"},
+      {"push: example_id not UTF-8", Rpc::kPushTrajectories,
+       [](Messages& m) { m.group.set_example_id("q\xc0\xaf"); },  // overlong '/'
+       StatusCode::INVALID_ARGUMENT, "example_id 'q\\xc0\\xaf' is not valid UTF-8"},
+      {"push: task_family not UTF-8", Rpc::kPushTrajectories,
+       [](Messages& m) { m.group.set_task_family("\xed\xa0\x80"); },  // surrogate
+       StatusCode::INVALID_ARGUMENT, "task_family"},
       {"push: task_family of 5000 bytes", Rpc::kPushTrajectories,
        [](Messages& m) { m.group.set_task_family(std::string(5000, 'f')); },
        StatusCode::INVALID_ARGUMENT, "task_family"},
@@ -262,6 +305,9 @@ std::vector<Case> Table() {
       {"push: empty trajectory_id", Rpc::kPushTrajectories,
        [](Messages& m) { T(m, 1).clear_trajectory_id(); }, StatusCode::INVALID_ARGUMENT,
        "trajectory 1: trajectory_id is empty"},
+      {"push: trajectory_id not UTF-8", Rpc::kPushTrajectories,
+       [](Messages& m) { T(m, 1).set_trajectory_id(kBadUtf8); },
+       StatusCode::INVALID_ARGUMENT, "trajectory_id 'id-\\x80' is not valid UTF-8"},
       {"push: a trajectory_id used twice", Rpc::kPushTrajectories,
        [](Messages& m) { T(m, 1).set_trajectory_id(T(m, 0).trajectory_id()); },
        StatusCode::INVALID_ARGUMENT, "trajectory_id is used twice"},
@@ -305,6 +351,14 @@ std::vector<Case> Table() {
       {"push: a final_answer without has_final_answer", Rpc::kPushTrajectories,
        [](Messages& m) { T(m).set_has_final_answer(false); },
        StatusCode::INVALID_ARGUMENT, "final_answer is set"},
+      {"push: a final_answer not UTF-8", Rpc::kPushTrajectories,
+       [](Messages& m) {
+         T(m).set_final_answer(
+             "4\xff"
+             "2");
+       },
+       StatusCode::INVALID_ARGUMENT,
+       "final_answer '4\\xff\\x32' is not valid UTF-8 (byte 1 of 3)"},
       {"push: ending_reason unspecified", Rpc::kPushTrajectories,
        [](Messages& m) { T(m).set_ending_reason(v1::ENDING_REASON_UNSPECIFIED); },
        StatusCode::INVALID_ARGUMENT, "ending_reason 0 is not known"},
@@ -315,8 +369,21 @@ std::vector<Case> Table() {
        [](Messages& m) { T(m, 1).set_total_reward(kNaN); },
        StatusCode::INVALID_ARGUMENT, "-t1): total_reward is nan"},
       {"push: an infinite final reward", Rpc::kPushTrajectories,
-       [](Messages& m) { (*T(m).mutable_final_rewards())["em"] = kInf; },
+       [](Messages& m) { T(m).mutable_final_rewards(0)->set_value(kInf); },
        StatusCode::INVALID_ARGUMENT, "final reward 'em' is inf"},
+      {"push: a final reward given twice", Rpc::kPushTrajectories,
+       [](Messages& m) { AddReward(T(m).mutable_final_rewards(), "em", 0.0f); },
+       StatusCode::INVALID_ARGUMENT, "final reward 'em' is given twice"},
+      {"push: a final reward name not UTF-8", Rpc::kPushTrajectories,
+       [](Messages& m) { AddReward(T(m).mutable_final_rewards(), kBadUtf8, 1.0f); },
+       StatusCode::INVALID_ARGUMENT, "final reward name 'id-\\x80' is not valid UTF-8"},
+      {"push: 65 final reward components", Rpc::kPushTrajectories,
+       [](Messages& m) {
+         for (int i = 0; i < 64; ++i) {
+           AddReward(T(m).mutable_final_rewards(), absl::StrCat("r", i), 0.0f);
+         }
+       },
+       StatusCode::INVALID_ARGUMENT, "65 final reward components, at most 64"},
       {"push: a negative wall_time", Rpc::kPushTrajectories,
        [](Messages& m) { SetDuration(T(m).mutable_wall_time(), -3, 0); },
        StatusCode::INVALID_ARGUMENT, "wall_time is -3 s"},
@@ -358,11 +425,17 @@ std::vector<Case> Table() {
        [](Messages& m) { S(m, 0).set_reward(-kInf); }, StatusCode::INVALID_ARGUMENT,
        "step 0: reward is -inf, not a finite number"},
       {"push: a NaN reward component", Rpc::kPushTrajectories,
-       [](Messages& m) { (*S(m, 0).mutable_rewards())["format"] = kNaN; },
+       [](Messages& m) { S(m, 0).mutable_rewards(0)->set_value(kNaN); },
        StatusCode::INVALID_ARGUMENT, "reward 'format' is nan"},
       {"push: a reward component without a name", Rpc::kPushTrajectories,
-       [](Messages& m) { (*S(m, 0).mutable_rewards())[""] = 1; },
+       [](Messages& m) { AddReward(S(m, 0).mutable_rewards(), "", 1); },
        StatusCode::INVALID_ARGUMENT, "reward name is empty"},
+      {"push: a reward component given twice", Rpc::kPushTrajectories,
+       [](Messages& m) { AddReward(S(m, 1).mutable_rewards(), "format", 0.2f); },
+       StatusCode::INVALID_ARGUMENT, "step 1: reward 'format' is given twice"},
+      {"push: a reward name not UTF-8", Rpc::kPushTrajectories,
+       [](Messages& m) { AddReward(S(m, 0).mutable_rewards(), "fmt\xc3", 1); },
+       StatusCode::INVALID_ARGUMENT, "reward name 'fmt\\xc3' is not valid UTF-8"},
       {"push: a negative generate_time", Rpc::kPushTrajectories,
        [](Messages& m) { SetDuration(S(m, 0).mutable_generate_time(), -1, 0); },
        StatusCode::INVALID_ARGUMENT, "generate_time is -1 s"},
@@ -383,6 +456,15 @@ std::vector<Case> Table() {
       {"open: client_id with a newline", Rpc::kOpenSession,
        [](Messages& m) { m.open.set_client_id("a\nb"); }, StatusCode::INVALID_ARGUMENT,
        "client_id 'a\\nb' contains a control character"},
+      {"open: client_id not UTF-8", Rpc::kOpenSession,
+       [](Messages& m) { m.open.set_client_id(kBadUtf8); },
+       StatusCode::INVALID_ARGUMENT, "client_id 'id-\\x80' is not valid UTF-8 (byte 3"},
+      {"open: label not UTF-8", Rpc::kOpenSession,
+       [](Messages& m) { m.open.set_label(kTruncatedUtf8); },
+       StatusCode::INVALID_ARGUMENT, "label 'caf\\xe2\\x82' is not valid UTF-8"},
+      {"open: a tool name not UTF-8", Rpc::kOpenSession,
+       [](Messages& m) { m.open.add_tools(kBadUtf8); }, StatusCode::INVALID_ARGUMENT,
+       "tool name 'id-\\x80' is not valid UTF-8"},
       {"open: label of 2000 bytes", Rpc::kOpenSession,
        [](Messages& m) { m.open.set_label(std::string(2000, 'l')); },
        StatusCode::INVALID_ARGUMENT, "has 2000 bytes, at most 1024"},
@@ -417,6 +499,13 @@ std::vector<Case> Table() {
       {"execute: session_id of 300 bytes", Rpc::kExecute,
        [](Messages& m) { m.execute.set_session_id(kLong); },
        StatusCode::INVALID_ARGUMENT, "has 300 bytes, at most 256"},
+      {"execute: session_id not UTF-8", Rpc::kExecute,
+       [](Messages& m) { m.execute.set_session_id(kBadUtf8); },
+       StatusCode::INVALID_ARGUMENT, "session_id 'id-\\x80' is not valid UTF-8"},
+      {"execute: code not UTF-8", Rpc::kExecute,
+       [](Messages& m) { m.execute.set_code("print('\xff')"); },
+       StatusCode::INVALID_ARGUMENT,
+       "code 'print(\\'\\xff\\')' is not valid UTF-8 (byte 7"},
       {"execute: an unknown session", Rpc::kExecute,
        [](Messages& m) { m.execute.set_session_id("s999-deadbeef"); },
        StatusCode::NOT_FOUND, "no open session 's999-deadbeef'"},
@@ -444,14 +533,20 @@ std::vector<Case> Table() {
       {"close: session_id of 300 bytes", Rpc::kCloseSession,
        [](Messages& m) { m.close.set_session_id(kLong); }, StatusCode::INVALID_ARGUMENT,
        "at most 256"},
+      {"close: session_id not UTF-8", Rpc::kCloseSession,
+       [](Messages& m) { m.close.set_session_id(kTruncatedUtf8); },
+       StatusCode::INVALID_ARGUMENT, "is not valid UTF-8"},
       // --- SandboxService.Attach (a valid one is held until our deadline)
       {"attach: valid", Rpc::kAttach, kValid, StatusCode::DEADLINE_EXCEEDED, ""},
       {"attach: empty client_id", Rpc::kAttach,
        [](Messages& m) { m.attach.clear_client_id(); }, StatusCode::INVALID_ARGUMENT,
-       "client_id must have 1 to 256 bytes, got 0"},
+       "client_id is empty"},
       {"attach: client_id of 300 bytes", Rpc::kAttach,
        [](Messages& m) { m.attach.set_client_id(kLong); }, StatusCode::INVALID_ARGUMENT,
-       "got 300"},
+       "has 300 bytes, at most 256"},
+      {"attach: client_id not UTF-8", Rpc::kAttach,
+       [](Messages& m) { m.attach.set_client_id(kBadUtf8); },
+       StatusCode::INVALID_ARGUMENT, "client_id 'id-\\x80' is not valid UTF-8"},
   };
 }
 
