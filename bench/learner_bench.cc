@@ -7,17 +7,20 @@
 //     bench/learner_peer.py, a Python grpcio server that checks each group
 //     minimally and acks it. The same C++ client drives both: one bidi stream, at
 //     most --window groups unacknowledged (the actor's max_unacked). Groups/s.
-//   weights: one weight version of --weight-mb MB of f32 (Qwen2.5-0.5B tensor
-//     shapes) published through WeightPublisher and streamed on SubscribeWeights
-//     to a subscriber that reassembles it with WeightAssembler (per-chunk and
-//     whole-version CRC-32C), vs the same bytes over a raw loopback TCP socket (a
-//     limit, not a peer). GB/s (10^9 bytes/s).
+//   weights: for each size in --weight-mib (64, 512, 2048 MiB of f32 in
+//     Qwen2.5-0.5B tensor shapes) and each count in --subscribers (1, 4, 16), one
+//     weight version published through WeightPublisher and streamed on
+//     SubscribeWeights to that many subscribers at once, each reassembling it with
+//     WeightAssembler (per-chunk and whole-version CRC-32C), until the last has it,
+//     vs the same bytes sent to as many receivers over raw loopback TCP sockets (a
+//     limit, not a peer). GB/s delivered (10^9 bytes/s, summed over subscribers).
+//     A cell that does not fit in memory is skipped, saying so.
 //
 //   build/bench/nbrl-learner-bench [--quick] [--rounds N] [--groups N] [--out DIR]
 //
 // Progress goes to stderr, results to stdout and, as JSON, to
-// DIR/learner_ingest.json and DIR/learner_weights.json. Without python3's grpcio
-// and grpc_tools the ingestion comparison prints "SKIPPED ..." and is left out.
+// DIR/learner_ingest.json and DIR/learner_weights_<MiB>MiB_x<N>.json. Without python3's
+// grpcio and grpc_tools the ingestion comparison prints "SKIPPED ..." and is left out.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
@@ -33,6 +36,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -46,12 +50,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "bench/harness.h"
 #include "common/crc32c.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/process.h"
 #include "common/status_macros.h"
 #include "common/weight_stream.h"
 #include "learner/ingestor.h"
@@ -81,8 +87,9 @@ struct BenchOptions {
   int tokens = 2000;  // per trajectory
   int steps = 8;      // per trajectory
   int window = 16;
-  // Weights: size of one version (10^6 bytes) and of its chunks.
-  double weight_mb = 100;
+  // Weights: sizes of one version (MiB), subscriber counts, the chunk size.
+  std::vector<int> weight_mib = {64, 512, 2048};
+  std::vector<int> subscribers = {1, 4, 16};
   int chunk_kb = 1024;
   bool ingest = true;
   bool weights = true;
@@ -577,11 +584,18 @@ class WeightSubscriber {
   absl::Status error_;         // guarded by mu_
 };
 
-// The limit: `src` sent over a fresh loopback TCP connection with plain send() and
-// received with recv() into a buffer of the same size, allocated once.
+// The limit: `src` sent to `receivers` receivers at once, each over a fresh
+// loopback TCP connection, with plain send() and recv() on a thread per end. Each
+// receiver writes into a buffer allocated and touched once, outside the rounds: the
+// whole size, or 64 MiB that it cycles through for larger versions (so that 16
+// receivers of 2 GiB fit in memory; the bytes still cross the kernel and land in
+// memory too large for the caches, as the subscribers' do).
 class RawTcpCopy {
  public:
-  static absl::StatusOr<std::unique_ptr<RawTcpCopy>> Create(const std::string* src) {
+  static constexpr size_t kMaxBuffer = size_t{64} << 20;
+
+  static absl::StatusOr<std::unique_ptr<RawTcpCopy>> Create(const std::string* src,
+                                                            int receivers) {
     auto r = std::unique_ptr<RawTcpCopy>(new RawTcpCopy(src));
     r->listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
@@ -590,30 +604,42 @@ class RawTcpCopy {
     socklen_t len = sizeof(addr);
     if (r->listener_ < 0 ||
         ::bind(r->listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::listen(r->listener_, 1) != 0 ||
+        ::listen(r->listener_, receivers) != 0 ||
         ::getsockname(r->listener_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
       return common::ErrnoToStatus(errno, "raw TCP listener on 127.0.0.1");
     }
     r->addr_ = addr;
     SetTimeout(r->listener_);
-    r->dst_.resize(src->size());  // touched once, outside the rounds
+    r->dst_.resize(receivers);
+    for (std::string& d : r->dst_) {
+      d.resize(std::min(src->size(), kMaxBuffer));  // touched once, outside the rounds
+    }
     return r;
   }
   ~RawTcpCopy() {
     if (listener_ >= 0) ::close(listener_);
   }
 
-  // One copy; returns GB/s.
+  // One copy to every receiver; returns the GB/s delivered (bytes x receivers).
   absl::StatusOr<double> Round() {
+    const int n = static_cast<int>(dst_.size());
+    std::vector<absl::Status> sent(n), received(n);
     const absl::Time start = absl::Now();
-    absl::Status sent;
-    std::thread sender([&] { sent = Send(); });
-    absl::Status received = Receive();
-    sender.join();
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i) {
+      threads.emplace_back([&, i] { sent[i] = Send(); });
+    }
+    for (int i = 0; i < n; ++i) {
+      // Connections are accepted in any order; any buffer will do.
+      threads.emplace_back([&, i] { received[i] = Receive(&dst_[i]); });
+    }
+    for (std::thread& t : threads) t.join();
     const absl::Duration took = absl::Now() - start;
-    RETURN_IF_ERROR(sent);
-    RETURN_IF_ERROR(received);
-    return static_cast<double>(src_->size()) / absl::ToDoubleSeconds(took) / 1e9;
+    for (int i = 0; i < n; ++i) {
+      RETURN_IF_ERROR(sent[i]);
+      RETURN_IF_ERROR(received[i]);
+    }
+    return static_cast<double>(src_->size()) * n / absl::ToDoubleSeconds(took) / 1e9;
   }
 
  private:
@@ -639,15 +665,17 @@ class RawTcpCopy {
     ::close(fd);
     return st;
   }
-  absl::Status Receive() {
+  absl::Status Receive(std::string* dst) {
     int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) return common::ErrnoToStatus(errno, "accept on the raw TCP listener");
     SetTimeout(fd);
     absl::Status st;
-    for (size_t at = 0; st.ok() && at < dst_.size();) {
-      ssize_t n = ::recv(fd, dst_.data() + at, dst_.size() - at, 0);
+    for (size_t got = 0; st.ok() && got < src_->size();) {
+      const size_t at = got % dst->size();
+      const size_t want = std::min(dst->size() - at, src_->size() - got);
+      ssize_t n = ::recv(fd, dst->data() + at, want, 0);
       if (n <= 0) st = absl::DataLossError("raw TCP copy: the connection ended early");
-      at += n > 0 ? static_cast<size_t>(n) : 0;
+      got += n > 0 ? static_cast<size_t>(n) : 0;
     }
     ::close(fd);
     return st;
@@ -656,7 +684,7 @@ class RawTcpCopy {
   const std::string* const src_;
   int listener_ = -1;
   sockaddr_in addr_{};
-  std::string dst_;
+  std::vector<std::string> dst_;
 };
 
 // ---------------------------------------------------------------------------
@@ -738,15 +766,56 @@ absl::StatusOr<std::optional<SideBySideResult>> RunIngestion(const BenchOptions&
   return r;
 }
 
-absl::StatusOr<SideBySideResult> RunWeights(const BenchOptions& o) {
+// MemAvailable from /proc/meminfo, in bytes; 0 when unknown.
+uint64_t MemAvailableBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
+}
+
+struct WeightsCell {
+  int mib = 0;
+  int subscribers = 0;
+  std::optional<SideBySideResult> result;  // absent: skipped
+  std::string skipped;                     // why
+};
+
+absl::StatusOr<WeightsCell> RunWeightsCell(const BenchOptions& o, int mib, int n) {
+  WeightsCell cell{mib, n, std::nullopt, ""};
+  const uint64_t size = static_cast<uint64_t>(mib) << 20;
+  // The source, the copy each round publishes, one version per subscriber (each
+  // keeps its buffer for the next), and the raw receivers' buffers.
+  const uint64_t need =
+      size * (2 + static_cast<uint64_t>(n)) +
+      std::min<uint64_t>(size, RawTcpCopy::kMaxBuffer) * static_cast<uint64_t>(n);
+  const uint64_t available = MemAvailableBytes();
+  if (available != 0 && need > available / 10 * 8) {
+    cell.skipped = absl::StrFormat(
+        "needs %.1f GB of memory (%d subscribers each holding the version), %.1f GB "
+        "available",
+        need / 1e9, n, available / 1e9);
+    std::cout << absl::StrFormat("SKIPPED weights %d MiB x %d: %s\n", mib, n,
+                                 cell.skipped);
+    return cell;
+  }
   std::string summary;
-  const common::WeightVersion base =
-      QwenShapedVersion(static_cast<uint64_t>(o.weight_mb * 1e6), &summary);
-  std::cout << "weights: " << summary << ", chunks of " << o.chunk_kb << " KiB\n";
+  const common::WeightVersion base = QwenShapedVersion(size, &summary);
+  std::cout << absl::StrFormat(
+      "weights %d MiB x %d subscribers: %s, chunks of %d KiB\n", mib, n, summary,
+      o.chunk_kb);
   ASSIGN_OR_RETURN(std::unique_ptr<InProcessLearner> ours, InProcessLearner::Start(o));
-  WeightSubscriber subscriber(Connect(ours->port()), "bench/weights0");
-  RETURN_IF_ERROR(subscriber.Start());
-  ASSIGN_OR_RETURN(std::unique_ptr<RawTcpCopy> raw, RawTcpCopy::Create(&base.bytes));
+  std::vector<std::unique_ptr<WeightSubscriber>> subscribers;
+  for (int i = 0; i < n; ++i) {
+    subscribers.push_back(std::make_unique<WeightSubscriber>(
+        Connect(ours->port()), absl::StrCat("bench/weights", i)));
+    RETURN_IF_ERROR(subscribers.back()->Start());
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<RawTcpCopy> raw, RawTcpCopy::Create(&base.bytes, n));
 
   uint64_t version = 0;
   Probe stream = [&]() -> absl::StatusOr<double> {
@@ -754,12 +823,15 @@ absl::StatusOr<SideBySideResult> RunWeights(const BenchOptions& o) {
     v->manifest.set_version(++version);
     const absl::Time start = absl::Now();
     ours->publisher().Publish(std::move(v));
-    ASSIGN_OR_RETURN(absl::Time done,
-                     subscriber.WaitFor(version, start + kRoundDeadline));
-    return static_cast<double>(base.bytes.size()) /
-           absl::ToDoubleSeconds(done - start) / 1e9;
+    absl::Time last = start;
+    for (auto& sub : subscribers) {
+      ASSIGN_OR_RETURN(absl::Time done, sub->WaitFor(version, start + kRoundDeadline));
+      last = std::max(last, done);
+    }
+    return static_cast<double>(base.bytes.size()) * n /
+           absl::ToDoubleSeconds(last - start) / 1e9;
   };
-  SideBySideOptions s{.name = "learner_weights",
+  SideBySideOptions s{.name = absl::StrFormat("learner_weights_%dMiB_x%d", mib, n),
                       .rounds = o.rounds,
                       .warmup = o.warmup,
                       .unit = "GB/s",
@@ -771,11 +843,24 @@ absl::StatusOr<SideBySideResult> RunWeights(const BenchOptions& o) {
       RunSideBySide(s, WithProgress(s, "nbrl", stream),
                     WithProgress(s, "raw TCP", [&] { return raw->Round(); })));
   RETURN_IF_ERROR(Report(r, o));
-  return r;
+  cell.result = std::move(r);
+  return cell;
+}
+
+absl::StatusOr<std::vector<WeightsCell>> RunWeights(const BenchOptions& o) {
+  std::vector<WeightsCell> cells;
+  for (int mib : o.weight_mib) {
+    for (int n : o.subscribers) {
+      ASSIGN_OR_RETURN(WeightsCell cell, RunWeightsCell(o, mib, n));
+      cells.push_back(std::move(cell));
+    }
+  }
+  return cells;
 }
 
 absl::Status Run(const BenchOptions& o) {
-  std::optional<SideBySideResult> ingest, weights;
+  std::optional<SideBySideResult> ingest;
+  std::vector<WeightsCell> weights;
   if (o.ingest) {
     ASSIGN_OR_RETURN(ingest, RunIngestion(o));
   }
@@ -789,11 +874,18 @@ absl::Status Run(const BenchOptions& o) {
         "%.2fx\n",
         ingest->measured.median, ingest->baseline.median, ingest->ratio);
   }
-  if (weights) {
+  for (const WeightsCell& c : weights) {
+    const std::string label = absl::StrFormat("%5d MiB x %2d", c.mib, c.subscribers);
+    if (!c.result) {
+      std::cout << "  weights " << label << "  skipped: " << c.skipped << "\n";
+      continue;
+    }
+    // The target: publication within 1.5x of the raw copy's time.
     std::cout << absl::StrFormat(
-        "  weights    nbrl %9.3f GB/s       raw TCP       %9.3f GB/s       ratio "
-        "%.2fx\n",
-        weights->measured.median, weights->baseline.median, weights->ratio);
+        "  weights %s  nbrl %7.3f GB/s   raw TCP %7.3f GB/s   ratio %.2fx   time "
+        "%.2fx the raw copy's\n",
+        label, c.result->measured.median, c.result->baseline.median, c.result->ratio,
+        1.0 / c.result->ratio);
   }
   return absl::OkStatus();
 }
@@ -807,7 +899,8 @@ copy of the same bytes. Prints medians and ratios; writes DIR/learner_ingest.jso
 and DIR/learner_weights.json.
 
   --quick             a smoke run of a few seconds (--rounds 2 --groups 150
-                      --weight-mb 64); flags after it still apply
+                      --weight-mib 64 --subscribers 1,4); flags after it still
+                      apply
   --rounds N          timed rounds of each side (7)
   --warmup N          untimed rounds of each side first (1)
   --groups N          trajectory groups per ingestion round (2000)
@@ -815,7 +908,10 @@ and DIR/learner_weights.json.
   --tokens N          tokens per trajectory (2000)
   --steps N           steps per trajectory (8)
   --window N          groups in flight on the stream, unacknowledged (16)
-  --weight-mb X       size of the weight version, 10^6 bytes of f32 (100)
+  --weight-mib LIST   sizes of the weight version in MiB (64,512,2048)
+  --subscribers LIST  subscriber counts, each size streamed to that many at
+                      once (1,4,16); a size x count that does not fit in memory
+                      is skipped, saying so
   --chunk-kb N        weight chunk size in KiB (1024, the learner's default)
   --only ingest|weights   run one of the two
   --python PATH       interpreter of the Python peer (/usr/bin/python3)
@@ -825,11 +921,22 @@ and DIR/learner_weights.json.
 NBRL_SOURCE_DIR (default: the source tree built from) locates bench/ and proto/.
 )";
 
+// "1,4,16": positive integers up to `max`.
+bool ParseList(const std::string& text, int max, std::vector<int>* out) {
+  out->clear();
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v <= 0 || v > max) return false;
+    out->push_back(v);
+  }
+  return !out->empty();
+}
+
 // Returns 0 when options are set, 1 for --help, 2 for a usage error.
 int ParseFlags(int argc, char** argv, BenchOptions* o) {
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--quick") {
-      o->rounds = 2, o->groups = 150, o->weight_mb = 64;
+      o->rounds = 2, o->groups = 150, o->weight_mib = {64}, o->subscribers = {1, 4};
     }
   }
   std::map<std::string, std::function<bool(const std::string&)>> flags = {
@@ -849,8 +956,8 @@ int ParseFlags(int argc, char** argv, BenchOptions* o) {
        [&](auto v) { return absl::SimpleAtoi(v, &o->steps) && o->steps > 0; }},
       {"--window",
        [&](auto v) { return absl::SimpleAtoi(v, &o->window) && o->window > 0; }},
-      {"--weight-mb",
-       [&](auto v) { return absl::SimpleAtod(v, &o->weight_mb) && o->weight_mb > 0; }},
+      {"--weight-mib", [&](auto v) { return ParseList(v, 1 << 16, &o->weight_mib); }},
+      {"--subscribers", [&](auto v) { return ParseList(v, 256, &o->subscribers); }},
       {"--chunk-kb",
        [&](auto v) { return absl::SimpleAtoi(v, &o->chunk_kb) && o->chunk_kb > 0; }},
       {"--only",
@@ -889,6 +996,8 @@ int main(int argc, char** argv) {
     return rc == 1 ? 0 : rc;
   }
   (void)nbrl::common::InitLogging({.tag = "learner-bench", .level = "warning"});
+  // As nbrl-learner and nbrl-actor do (RunProgram): freed buffers stay mapped.
+  nbrl::common::KeepFreedMemoryForReuse();
   if (absl::Status s = nbrl::bench::Run(o); !s.ok()) {
     std::cerr << "nbrl-learner-bench: " << s << "\n";
     return 1;

@@ -46,7 +46,59 @@ bool HasSse42() {
 }
 #endif
 
+// CRC arithmetic over GF(2): a 32x32 bit matrix is 32 columns, each a uint32_t.
+// Appending zero bits to a message is linear in its CRC register, so appending
+// len_b zero bytes is a matrix power, computed by repeated squaring.
+uint32_t MatrixTimes(const uint32_t* mat, uint32_t vec) {
+  uint32_t sum = 0;
+  for (int i = 0; vec != 0; ++i, vec >>= 1) {
+    if (vec & 1) sum ^= mat[i];
+  }
+  return sum;
+}
+
+void MatrixSquare(uint32_t* square, const uint32_t* mat) {
+  for (int i = 0; i < 32; ++i) square[i] = MatrixTimes(mat, mat[i]);
+}
+
+// The operator that advances a CRC register over `len` zero bytes.
+void ZeroBytesOperator(uint64_t len, uint32_t* op) {
+  uint32_t power[32], square[32];
+  // One zero bit: shift right, folding in the polynomial when the low bit falls
+  // off. Squared three times: one zero byte.
+  power[0] = kPoly;
+  for (int i = 1; i < 32; ++i) power[i] = 1u << (i - 1);
+  for (int k = 0; k < 3; ++k) {
+    MatrixSquare(square, power);
+    std::memcpy(power, square, sizeof(power));
+  }
+  for (int i = 0; i < 32; ++i) op[i] = 1u << i;  // identity
+  while (len != 0) {
+    if (len & 1) {
+      for (int i = 0; i < 32; ++i) op[i] = MatrixTimes(power, op[i]);
+    }
+    len >>= 1;
+    if (len != 0) {
+      MatrixSquare(square, power);
+      std::memcpy(power, square, sizeof(power));
+    }
+  }
+}
+
 }  // namespace
+
+uint32_t Crc32cCombine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
+  if (len_b == 0) return crc_a;
+  // Chunks of one stream mostly have the same length: keep the last operator.
+  thread_local uint64_t cached_len = 0;
+  thread_local uint32_t cached_op[32];
+  if (len_b != cached_len) {
+    ZeroBytesOperator(len_b, cached_op);
+    cached_len = len_b;
+  }
+  // The pre- and post-inversion of the two CRCs cancel out in the XOR.
+  return MatrixTimes(cached_op, crc_a) ^ crc_b;
+}
 
 uint32_t Crc32c(const void* data, size_t n, uint32_t crc) {
   const uint8_t* p = static_cast<const uint8_t*>(data);

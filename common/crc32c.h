@@ -13,6 +13,12 @@ namespace nbrl::common {
 // 0 to start).
 uint32_t Crc32c(const void* data, size_t n, uint32_t crc = 0);
 
+// The CRC-32C of A followed by B, from crc_a = Crc32c(A), crc_b = Crc32c(B) and
+// B's length, without reading the bytes: O(log len_b) small matrix products. A
+// receiver that checks each chunk's CRC gets the whole stream's from them instead
+// of a second pass over the data.
+uint32_t Crc32cCombine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
 namespace internal {
 // The table implementation, always (for testing it against the hardware one).
 uint32_t Crc32cPortable(const void* data, size_t n, uint32_t crc = 0);

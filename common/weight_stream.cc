@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/crc32c.h"
 
 namespace nbrl::common {
@@ -43,25 +44,52 @@ absl::Status ValidateWeightVersion(const WeightVersion& v) {
   return absl::OkStatus();
 }
 
-bool ForEachChunk(const WeightVersion& v, size_t chunk_bytes,
-                  const std::function<bool(const v1::WeightChunk&)>& write) {
+std::vector<uint32_t> ChunkCrcs(const WeightVersion& v, size_t chunk_bytes) {
   if (chunk_bytes == 0) chunk_bytes = 1 << 20;
+  std::vector<uint32_t> crcs;
   const uint64_t total = v.bytes.size();
   uint64_t offset = 0;
   do {
-    v1::WeightChunk chunk;
-    chunk.set_version(v.manifest.version());
-    if (offset == 0) *chunk.mutable_manifest() = v.manifest;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, total - offset));
+    crcs.push_back(Crc32c(v.bytes.data() + offset, n));
+    offset += n;
+  } while (offset < total);
+  return crcs;
+}
+
+bool ForEachChunk(const WeightVersion& v, size_t chunk_bytes,
+                  const std::function<bool(const v1::WeightChunk&)>& write,
+                  const std::vector<uint32_t>* crcs) {
+  if (chunk_bytes == 0) chunk_bytes = 1 << 20;
+  const uint64_t total = v.bytes.size();
+  uint64_t offset = 0;
+  size_t index = 0;
+  // One message for every chunk: its data buffer is allocated once, not per chunk.
+  v1::WeightChunk chunk;
+  chunk.set_version(v.manifest.version());
+  *chunk.mutable_manifest() = v.manifest;
+  do {
     size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, total - offset));
     chunk.set_offset(offset);
     chunk.set_data(v.bytes.data() + offset, n);
-    chunk.set_crc32c(Crc32c(v.bytes.data() + offset, n));
+    chunk.set_crc32c(crcs != nullptr && index < crcs->size()
+                         ? (*crcs)[index]
+                         : Crc32c(v.bytes.data() + offset, n));
     offset += n;
+    ++index;
     chunk.set_last(offset == total);
     if (!write(chunk)) return false;
+    if (index == 1) chunk.clear_manifest();
   } while (offset < total);
   return true;
 }
+
+struct WeightAssembler::Spare {
+  absl::Mutex mu;
+  std::string bytes ABSL_GUARDED_BY(mu);
+};
+
+WeightAssembler::WeightAssembler() : spare_(std::make_shared<Spare>()) {}
 
 absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
     const v1::WeightChunk& chunk) {
@@ -75,10 +103,17 @@ absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
     if (chunk.manifest().version() != chunk.version()) {
       return fail("the manifest is of another version");
     }
-    partial_ = std::make_shared<WeightVersion>();
+    partial_ = std::make_unique<WeightVersion>();
     partial_->manifest = chunk.manifest();
     if (chunk.manifest().total_bytes() > (uint64_t{1} << 40)) {
       return fail("the manifest announces more than 1 TiB");
+    }
+    {
+      absl::MutexLock lock(&spare_->mu);
+      if (spare_->bytes.capacity() >= chunk.manifest().total_bytes()) {
+        partial_->bytes.swap(spare_->bytes);
+        partial_->bytes.clear();  // keeps the capacity
+      }
     }
     partial_->bytes.reserve(chunk.manifest().total_bytes());
     next_offset_ = 0;
@@ -95,11 +130,10 @@ absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
   if (data.size() > partial_->manifest.total_bytes() - next_offset_) {
     return fail("data runs past the version's size");
   }
-  if (Crc32c(data.data(), data.size()) != chunk.crc32c()) {
-    return fail("chunk checksum mismatch");
-  }
+  const uint32_t crc = Crc32c(data.data(), data.size());
+  if (crc != chunk.crc32c()) return fail("chunk checksum mismatch");
   partial_->bytes.append(data);
-  running_crc_ = Crc32c(data.data(), data.size(), running_crc_);
+  running_crc_ = Crc32cCombine(running_crc_, crc, data.size());
   next_offset_ += data.size();
   if (!chunk.last()) return std::shared_ptr<WeightVersion>();
   if (next_offset_ != partial_->manifest.total_bytes()) {
@@ -109,17 +143,23 @@ absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
   if (running_crc_ != partial_->manifest.crc32c()) {
     return fail("version checksum mismatch");
   }
-  std::shared_ptr<WeightVersion> done = std::move(partial_);
-  partial_.reset();
   // Offsets and overlaps (the CRC is already checked).
-  for (const v1::TensorInfo& t : done->manifest.tensors()) {
-    if (t.offset() > done->bytes.size() ||
-        t.num_bytes() > done->bytes.size() - t.offset()) {
-      return absl::DataLossError(absl::StrCat("weight version ", chunk.version(),
-                                              ": tensor ", t.name(), " out of bounds"));
+  for (const v1::TensorInfo& t : partial_->manifest.tensors()) {
+    if (t.offset() > partial_->bytes.size() ||
+        t.num_bytes() > partial_->bytes.size() - t.offset()) {
+      return fail(absl::StrCat("tensor ", t.name(), " out of bounds"));
     }
   }
-  return done;
+  // Released by the caller, the version leaves its buffer for the next one (the
+  // largest buffer is kept; none once the assembler is gone).
+  std::weak_ptr<Spare> spare = spare_;
+  return std::shared_ptr<WeightVersion>(partial_.release(), [spare](WeightVersion* v) {
+    if (std::shared_ptr<Spare> s = spare.lock()) {
+      absl::MutexLock lock(&s->mu);
+      if (v->bytes.capacity() > s->bytes.capacity()) s->bytes.swap(v->bytes);
+    }
+    delete v;
+  });
 }
 
 }  // namespace nbrl::common

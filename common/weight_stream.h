@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -29,16 +30,31 @@ struct WeightVersion {
 // total size, CRC. DataLoss naming the problem.
 absl::Status ValidateWeightVersion(const WeightVersion& version);
 
+// The CRC-32C of each chunk ForEachChunk cuts `version` into at `chunk_bytes`.
+// A publisher computes them once per version rather than once per subscriber.
+std::vector<uint32_t> ChunkCrcs(const WeightVersion& version, size_t chunk_bytes);
+
 // Calls `write` with each chunk of `version` in order (the first carries the
 // manifest, the last has `last` set), `chunk_bytes` of data each (the last may be
 // shorter; a version of 0 bytes is one chunk). Stops and returns false as soon as
-// `write` returns false (the stream broke).
+// `write` returns false (the stream broke). `crcs`, when given, is
+// ChunkCrcs(version, chunk_bytes); otherwise each chunk's CRC is computed here.
 bool ForEachChunk(const WeightVersion& version, size_t chunk_bytes,
-                  const std::function<bool(const v1::WeightChunk&)>& write);
+                  const std::function<bool(const v1::WeightChunk&)>& write,
+                  const std::vector<uint32_t>* crcs = nullptr);
 
-// Reassembles versions from chunks. Not thread-safe.
+// Reassembles versions from chunks. Not thread-safe (one per stream), but the
+// versions it returns may be used and released on any thread.
+//
+// Each chunk's bytes are read once: its CRC is checked and folded into the
+// version's with Crc32cCombine. A version's buffer is recycled: when the caller
+// releases a finished version, its buffer (already faulted in) is kept for the
+// next one, so a subscriber that applies each version and lets it go does not
+// allocate and page in the whole version again each time.
 class WeightAssembler {
  public:
+  WeightAssembler();
+
   // Feeds one chunk. Returns the finished version on its last chunk, nullptr
   // while one is incomplete, DataLoss for a chunk that does not fit (wrong
   // version, offset or size, bad checksum, missing manifest). After an error the
@@ -46,7 +62,9 @@ class WeightAssembler {
   absl::StatusOr<std::shared_ptr<WeightVersion>> Add(const v1::WeightChunk& chunk);
 
  private:
-  std::shared_ptr<WeightVersion> partial_;
+  struct Spare;  // the recycled buffer, shared with the versions' deleters
+  std::shared_ptr<Spare> spare_;
+  std::unique_ptr<WeightVersion> partial_;
   uint64_t next_offset_ = 0;
   uint32_t running_crc_ = 0;
 };

@@ -1,5 +1,10 @@
 #include "common/weight_stream.h"
 
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "common/crc32c.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -31,6 +36,30 @@ TEST(Crc32cTest, PortableAndHardwareAgree) {
     EXPECT_EQ(Crc32c(data.data(), n), internal::Crc32cPortable(data.data(), n)) << n;
   }
   EXPECT_EQ(internal::Crc32cPortable("123456789", 9), 0xE3069283u);
+}
+
+TEST(Crc32cTest, CombineEqualsOnePass) {
+  std::string data(70001, '\0');
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<char>(i * 2654435761u >> 11);
+  for (size_t split : {0, 1, 8, 4095, 35000, 70000, 70001}) {
+    const uint32_t a = Crc32c(data.data(), split);
+    const uint32_t b = Crc32c(data.data() + split, data.size() - split);
+    EXPECT_EQ(Crc32cCombine(a, b, data.size() - split),
+              Crc32c(data.data(), data.size()))
+        << split;
+  }
+  // Chained over many pieces, as the assembler does.
+  uint32_t running = 0;
+  for (size_t at = 0; at < data.size(); at += 1000) {
+    const size_t n = std::min<size_t>(1000, data.size() - at);
+    running = Crc32cCombine(running, Crc32c(data.data() + at, n), n);
+  }
+  EXPECT_EQ(running, Crc32c(data.data(), data.size()));
+  // A length beyond 4 GiB (only the arithmetic: zeros extend the CRC).
+  const uint64_t big = (uint64_t{1} << 32) + 5;
+  EXPECT_EQ(Crc32cCombine(Crc32c("ab", 2), 0, 0), Crc32c("ab", 2));
+  EXPECT_NE(Crc32cCombine(Crc32c("ab", 2), 0, big), Crc32c("ab", 2));
 }
 
 WeightVersion MakeVersion(uint64_t version, size_t bytes) {
@@ -94,6 +123,62 @@ std::vector<v1::WeightChunk> Chunks(const WeightVersion& v, size_t size) {
     return true;
   });
   return out;
+}
+
+TEST(WeightStreamTest, PrecomputedCrcsGiveTheSameChunks) {
+  WeightVersion v = MakeVersion(4, 9000);
+  const std::vector<uint32_t> crcs = ChunkCrcs(v, 4000);
+  ASSERT_EQ(crcs.size(), 3u);
+  std::vector<v1::WeightChunk> with;
+  ForEachChunk(
+      v, 4000,
+      [&](const v1::WeightChunk& c) {
+        with.push_back(c);
+        return true;
+      },
+      &crcs);
+  const std::vector<v1::WeightChunk> without = Chunks(v, 4000);
+  ASSERT_EQ(with.size(), without.size());
+  for (size_t i = 0; i < with.size(); ++i) {
+    EXPECT_EQ(with[i].SerializeAsString(), without[i].SerializeAsString()) << i;
+  }
+  EXPECT_EQ(ChunkCrcs(MakeVersion(1, 0), 4000).size(), 1u);  // one empty chunk
+}
+
+// Assembles `v` with `a`; the finished version (nullptr on any error).
+std::shared_ptr<WeightVersion> Assemble(WeightAssembler& a, const WeightVersion& v) {
+  std::shared_ptr<WeightVersion> done;
+  for (const v1::WeightChunk& c : Chunks(v, 3000)) {
+    auto r = a.Add(c);
+    if (!r.ok()) return nullptr;
+    if (*r) done = *r;
+  }
+  return done;
+}
+
+TEST(WeightStreamTest, ReleasedVersionsLendTheirBufferToTheNext) {
+  WeightAssembler a;
+  std::shared_ptr<WeightVersion> first = Assemble(a, MakeVersion(1, 10000));
+  ASSERT_NE(first, nullptr);
+  const char* first_buffer = first->bytes.data();
+  first.reset();  // released: its buffer becomes the spare
+  std::shared_ptr<WeightVersion> second = Assemble(a, MakeVersion(2, 9000));
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->bytes.data(), first_buffer);
+  EXPECT_EQ(second->bytes, MakeVersion(2, 9000).bytes);
+  // second is still held: third gets a buffer of its own and second is untouched.
+  std::shared_ptr<WeightVersion> third = Assemble(a, MakeVersion(3, 9000));
+  ASSERT_NE(third, nullptr);
+  EXPECT_NE(third->bytes.data(), second->bytes.data());
+  EXPECT_EQ(second->bytes, MakeVersion(2, 9000).bytes);
+  EXPECT_EQ(third->bytes, MakeVersion(3, 9000).bytes);
+  // A version released after its assembler is gone is simply freed.
+  WeightAssembler* b = new WeightAssembler;
+  std::shared_ptr<WeightVersion> orphan = Assemble(*b, MakeVersion(5, 5000));
+  delete b;
+  ASSERT_NE(orphan, nullptr);
+  EXPECT_EQ(orphan->bytes, MakeVersion(5, 5000).bytes);
+  orphan.reset();
 }
 
 TEST(WeightStreamTest, CorruptOrOutOfOrderChunksAreDataLoss) {

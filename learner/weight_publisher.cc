@@ -1,5 +1,8 @@
 #include "learner/weight_publisher.h"
 
+#include <vector>
+
+#include "absl/base/call_once.h"
 #include "absl/time/clock.h"
 #include "common/metrics.h"
 #include "glog/logging.h"
@@ -33,6 +36,13 @@ struct WeightPublisher::Metrics {
   prometheus::Histogram& send_seconds;
 };
 
+struct WeightPublisher::Published {
+  std::shared_ptr<const common::WeightVersion> version;
+  absl::once_flag crcs_once;
+  std::vector<uint32_t> crcs;  // set under crcs_once
+  uint64_t number() const { return version->manifest.version(); }
+};
+
 WeightPublisher::WeightPublisher(WeightPublisherOptions options,
                                  prometheus::Registry* registry)
     : options_(options) {
@@ -41,22 +51,23 @@ WeightPublisher::WeightPublisher(WeightPublisherOptions options,
 
 void WeightPublisher::Publish(std::shared_ptr<const common::WeightVersion> version) {
   absl::MutexLock lock(&mu_);
-  CHECK(current_ == nullptr ||
-        version->manifest.version() > current_->manifest.version())
+  CHECK(current_ == nullptr || version->manifest.version() > current_->number())
       << "weight versions must increase: " << version->manifest.version() << " after "
-      << current_->manifest.version();
-  current_ = std::move(version);
+      << current_->number();
+  auto published = std::make_shared<Published>();
+  published->version = std::move(version);
+  current_ = std::move(published);
   if (metrics_) metrics_->versions.Increment();
 }
 
 uint64_t WeightPublisher::current_version() const {
   absl::MutexLock lock(&mu_);
-  return current_ ? current_->manifest.version() : 0;
+  return current_ ? current_->number() : 0;
 }
 
 std::shared_ptr<const common::WeightVersion> WeightPublisher::current() const {
   absl::MutexLock lock(&mu_);
-  return current_;
+  return current_ ? current_->version : nullptr;
 }
 
 absl::Status WeightPublisher::Serve(
@@ -70,11 +81,11 @@ absl::Status WeightPublisher::Serve(
     }
   } done{metrics_.get()};
   while (true) {
-    std::shared_ptr<const common::WeightVersion> next;
+    std::shared_ptr<Published> next;
     {
       absl::MutexLock lock(&mu_);
       auto newer = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return closed_ || (current_ && current_->manifest.version() != have_version);
+        return closed_ || (current_ && current_->number() != have_version);
       };
       // Wake up now and then to notice a cancelled subscriber.
       while (!mu_.AwaitWithTimeout(absl::Condition(&newer), absl::Milliseconds(200))) {
@@ -84,22 +95,27 @@ absl::Status WeightPublisher::Serve(
       next = current_;
     }
     absl::Time start = absl::Now();
-    if (!common::ForEachChunk(*next, options_.chunk_bytes,
-                              [&](const v1::WeightChunk& chunk) {
-                                if (cancelled() || !write(chunk)) return false;
-                                if (metrics_) {
-                                  metrics_->sent_bytes.Increment(
-                                      static_cast<double>(chunk.data().size()));
-                                }
-                                return true;
-                              })) {
+    absl::call_once(next->crcs_once, [&] {
+      next->crcs = common::ChunkCrcs(*next->version, options_.chunk_bytes);
+    });
+    if (!common::ForEachChunk(
+            *next->version, options_.chunk_bytes,
+            [&](const v1::WeightChunk& chunk) {
+              if (cancelled() || !write(chunk)) return false;
+              if (metrics_) {
+                metrics_->sent_bytes.Increment(
+                    static_cast<double>(chunk.data().size()));
+              }
+              return true;
+            },
+            &next->crcs)) {
       return absl::CancelledError("weight subscriber went away");
     }
     if (metrics_) {
       metrics_->served.Increment();
       metrics_->send_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
     }
-    have_version = next->manifest.version();
+    have_version = next->number();
   }
 }
 

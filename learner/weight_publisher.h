@@ -4,6 +4,8 @@
 // immutable) and wakes the streams. Each subscriber stream sends the current version
 // first, then whichever version is newest when it is ready for the next one, so a
 // slow subscriber skips versions instead of holding training back or queueing them.
+// The chunks' checksums are computed once per version, by the first stream that
+// sends it (not in Publish, which the trainer calls), and shared by all streams.
 //
 // Thread-safe.
 #ifndef NBRL_LEARNER_WEIGHT_PUBLISHER_H_
@@ -54,11 +56,12 @@ class WeightPublisher {
 
  private:
   struct Metrics;
+  struct Published;  // a version and its chunk checksums
   const WeightPublisherOptions options_;
   std::shared_ptr<Metrics> metrics_;
 
   mutable absl::Mutex mu_;
-  std::shared_ptr<const common::WeightVersion> current_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<Published> current_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
