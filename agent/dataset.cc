@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "glog/logging.h"
 
@@ -52,8 +53,30 @@ absl::StatusOr<std::vector<std::string>> AnswerList(const json& value,
   return answers;
 }
 
-std::string IdOf(const json& value) {
-  return value.is_string() ? value.get<std::string>() : value.dump();
+// An example's id: a string, or a number as written.
+absl::StatusOr<std::string> IdOf(const json& value, const std::string& where,
+                                 const std::string& field) {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_number()) return value.dump();
+  return Bad(where, absl::StrCat("'", field, "' must be a string or a number, got ",
+                                 common::JsonForMessage(value)));
+}
+
+// A value kept with an example (metadata) is refused when it nests deeper than
+// common::kMaxJsonDumpDepth: copying or dumping it recurses once per level. Checked
+// before any copy.
+absl::Status CheckDepth(const json& value, const std::string& where,
+                        const std::string& field) {
+  if (common::JsonDepth(value) >= common::kMaxJsonDumpDepth) {
+    return Bad(where, absl::StrCat("'", field, "' nests deeper than ",
+                                   common::kMaxJsonDumpDepth - 1, " levels"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> MetadataJson(const json& meta, const std::string& where) {
+  RETURN_IF_ERROR(CheckDepth(meta, where, "metadata"));
+  return meta.dump();
 }
 
 // Reads JSONL and turns each object into an Example with `convert`.
@@ -96,7 +119,7 @@ absl::StatusOr<std::vector<Example>> ReadJsonLines(const std::string& path,
 absl::StatusOr<Example> FromNbrl(const json& j, const std::string& where) {
   Example ex;
   if (!j.contains("id")) return Bad(where, "missing 'id'");
-  ex.id = IdOf(j["id"]);
+  ASSIGN_OR_RETURN(ex.id, IdOf(j["id"], where, "id"));
   if (!j.contains("question") || !j["question"].is_string()) {
     return Bad(where, "missing or non-string 'question'");
   }
@@ -105,7 +128,7 @@ absl::StatusOr<Example> FromNbrl(const json& j, const std::string& where) {
   ASSIGN_OR_RETURN(ex.answers, AnswerList(j["answers"], where, "answers"));
   if (j.contains("metadata")) {
     if (!j["metadata"].is_object()) return Bad(where, "'metadata' must be an object");
-    ex.metadata_json = j["metadata"].dump();
+    ASSIGN_OR_RETURN(ex.metadata_json, MetadataJson(j["metadata"], where));
   }
   return ex;
 }
@@ -119,11 +142,18 @@ absl::StatusOr<Example> FromFlashRag(const json& j, const std::string& where) {
   const char* field = j.contains("golden_answers") ? "golden_answers" : "answers";
   if (!j.contains(field)) return Bad(where, "missing 'golden_answers'");
   ASSIGN_OR_RETURN(ex.answers, AnswerList(j[field], where, field));
-  ex.id = j.contains("id") ? IdOf(j["id"]) : where.substr(where.rfind(':') + 1);
+  if (j.contains("id")) {
+    ASSIGN_OR_RETURN(ex.id, IdOf(j["id"], where, "id"));
+  } else {
+    ex.id = where.substr(where.rfind(':') + 1);
+  }
+  for (const char* key : {"metadata", "data_source"}) {
+    if (j.contains(key)) RETURN_IF_ERROR(CheckDepth(j[key], where, key));
+  }
   json meta = j.contains("metadata") && j["metadata"].is_object() ? j["metadata"]
                                                                   : json::object();
   if (j.contains("data_source")) meta["data_source"] = j["data_source"];
-  ex.metadata_json = meta.dump();
+  ASSIGN_OR_RETURN(ex.metadata_json, MetadataJson(meta, where));
   return ex;
 }
 
@@ -147,15 +177,28 @@ absl::StatusOr<std::vector<Example>> FromHotpotQa(const std::string& path,
       ex = Bad(where, "needs string '_id', 'question' and 'answer'");
     } else {
       Example e;
-      e.id = IdOf(j["_id"]);
+      absl::StatusOr<std::string> id = IdOf(j["_id"], where, "_id");
       e.question = j["question"].get<std::string>();
       e.answers = {j["answer"].get<std::string>()};
       json meta = json::object();
+      absl::Status deep;
       for (const char* key : {"type", "level"}) {
-        if (j.contains(key)) meta[key] = j[key];
+        if (!j.contains(key)) continue;
+        if (deep = CheckDepth(j[key], where, key); !deep.ok()) break;
+        meta[key] = j[key];
       }
-      e.metadata_json = meta.dump();
-      ex = std::move(e);
+      absl::StatusOr<std::string> meta_json = MetadataJson(meta, where);
+      if (!id.ok()) {
+        ex = id.status();
+      } else if (!deep.ok()) {
+        ex = deep;
+      } else if (!meta_json.ok()) {
+        ex = meta_json.status();
+      } else {
+        e.id = *std::move(id);
+        e.metadata_json = *std::move(meta_json);
+        ex = std::move(e);
+      }
     }
     if (!ex.ok()) {
       RETURN_IF_ERROR(HandleBadLine(ex.status(), options, report));

@@ -93,6 +93,43 @@ TEST(DatasetTest, ConvertsHotpotQa) {
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("expected a JSON array"));
 }
 
+// Deeply nested values (which dump() and copies would recurse into, once per
+// level) and structured ids are refused naming the line, never a crash.
+TEST(DatasetTest, DeeplyNestedOrStructuredFieldsAreRefused) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string nested_meta =
+      "{\"id\": \"q1\", \"question\": \"Who?\", "
+      "\"answers\": [\"Ana\"], \"metadata\": {\"x\": " +
+      deep + "}}\n";
+  auto meta = LoadJsonl(WriteTemp("deep.jsonl", nested_meta));
+  ASSERT_FALSE(meta.ok());
+  EXPECT_THAT(std::string(meta.status().message()),
+              HasSubstr(":1: 'metadata' nests deeper than 63 levels"));
+  auto id = LoadJsonl(WriteTemp(
+      "objid.jsonl", "{\"id\": {\"a\": " + deep +
+                         "}, \"question\": \"Who?\", \"answers\": [\"Ana\"]}\n"));
+  ASSERT_FALSE(id.ok());
+  EXPECT_THAT(std::string(id.status().message()),
+              HasSubstr(":1: 'id' must be a string or a number, got an object of 1"));
+  auto hotpot = ConvertDataset(
+      "hotpotqa",
+      WriteTemp("hotpot-deep.json",
+                "[{\"_id\": \"5a8b\", \"question\": \"Which band?\", \"answer\": "
+                "\"Blur\", \"type\": " +
+                    deep + "}]"));
+  ASSERT_FALSE(hotpot.ok());
+  EXPECT_THAT(std::string(hotpot.status().message()),
+              HasSubstr("example 0: 'type' nests deeper than 63 levels"));
+  auto flashrag = ConvertDataset(
+      "flashrag", WriteTemp("flashrag-deep.jsonl",
+                            "{\"question\": \"Q?\", \"golden_answers\": [\"A\"], "
+                            "\"data_source\": " +
+                                deep + "}\n"));
+  ASSERT_FALSE(flashrag.ok());
+  EXPECT_THAT(std::string(flashrag.status().message()),
+              HasSubstr("'data_source' nests deeper than 63 levels"));
+}
+
 TEST(DatasetTest, ConvertsSimpleQaCsvWithQuotedFields) {
   std::string path = WriteTemp("simpleqa.csv",
                                "metadata,problem,answer\r\n"

@@ -19,6 +19,7 @@
 #include "cli/flags.h"
 #include "common/command_line.h"
 #include "common/file_util.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 
 namespace nbrl::cli {
@@ -74,8 +75,9 @@ absl::StatusOr<double> Number(const json& root, const std::string& file,
                               const std::string& field) {
   ASSIGN_OR_RETURN(const json* j, Field(root, file, field));
   if (!j->is_number()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file, ": field \"", field, "\" must be a number, got ", j->dump()));
+    return absl::InvalidArgumentError(absl::StrCat(file, ": field \"", field,
+                                                   "\" must be a number, got ",
+                                                   common::JsonForMessage(*j)));
   }
   return j->get<double>();
 }
@@ -86,14 +88,15 @@ absl::Status NumberMap(const json& root, const std::string& file,
                        const std::string& field, std::map<std::string, T>* out) {
   ASSIGN_OR_RETURN(const json* j, Field(root, file, field));
   if (!j->is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file, ": field \"", field, "\" must be an object, got ", j->dump()));
+    return absl::InvalidArgumentError(absl::StrCat(file, ": field \"", field,
+                                                   "\" must be an object, got ",
+                                                   common::JsonForMessage(*j)));
   }
   for (const auto& [key, value] : j->items()) {
     if (!value.is_number()) {
       return absl::InvalidArgumentError(absl::StrCat(file, ": field \"", field, ".",
                                                      key, "\" must be a number, got ",
-                                                     value.dump()));
+                                                     common::JsonForMessage(value)));
     }
     (*out)[key] = value.template get<T>();
   }

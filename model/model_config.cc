@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 
 namespace nbrl::model {
@@ -112,9 +113,9 @@ absl::StatusOr<ModelConfig> FromJson(const json& j, const std::string& source) {
                       "is set; only plain rotary embeddings (null) are supported");
   }
   if (j.contains("hidden_act") && j["hidden_act"] != "silu") {
-    return FieldError(
-        source, "hidden_act",
-        absl::StrCat("is ", j["hidden_act"].dump(), "; only silu is supported"));
+    return FieldError(source, "hidden_act",
+                      absl::StrCat("is ", common::JsonForMessage(j["hidden_act"]),
+                                   "; only silu is supported"));
   }
   if (j.contains("torch_dtype") && !j["torch_dtype"].is_null()) {
     if (!j["torch_dtype"].is_string()) {

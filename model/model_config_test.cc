@@ -104,12 +104,19 @@ TEST(ModelConfigTest, UnsupportedFeaturesAreRejected) {
   auto gpt2 = ParseModelConfig("{\"model_type\": \"gpt2\", " + base + "}", "c.json");
   EXPECT_THAT(gpt2.status().message(), HasSubstr("supported: qwen2, llama"));
   auto scaled = ParseModelConfig(
-      "{\"model_type\": \"llama\", \"rope_scaling\": {\"type\": \"yarn\"}, " + base + "}",
+      "{\"model_type\": \"llama\", \"rope_scaling\": {\"type\": \"yarn\"}, " + base +
+          "}",
       "c.json");
   EXPECT_THAT(scaled.status().message(), HasSubstr("rope_scaling"));
   auto gelu = ParseModelConfig(
       "{\"model_type\": \"llama\", \"hidden_act\": \"gelu\", " + base + "}", "c.json");
   EXPECT_THAT(gelu.status().message(), HasSubstr("hidden_act"));
+  // A deeply nested value is named by its size, never dumped (dump() recurses).
+  auto deep = ParseModelConfig(
+      "{\"model_type\": \"llama\", \"hidden_act\": " + std::string(100000, '[') +
+          std::string(100000, ']') + ", " + base + "}",
+      "c.json");
+  EXPECT_THAT(deep.status().message(), HasSubstr("is an array of 1; only silu"));
   auto dtype = ParseModelConfig(
       "{\"model_type\": \"llama\", \"torch_dtype\": \"int8\", " + base + "}", "c.json");
   EXPECT_THAT(dtype.status().message(), HasSubstr("torch_dtype"));
@@ -127,7 +134,8 @@ TEST(ModelConfigTest, MissingFileIsNotFound) {
 }
 
 TEST(ModelConfigTest, JsonRoundTrip) {
-  for (const ModelConfig& c : {testing::SmallQwen2Config(), testing::SmallLlamaConfig()}) {
+  for (const ModelConfig& c :
+       {testing::SmallQwen2Config(), testing::SmallLlamaConfig()}) {
     auto back = ParseModelConfig(ModelConfigToJson(c), "round trip");
     ASSERT_TRUE(back.ok()) << back.status();
     EXPECT_EQ(back->model_type, c.model_type);

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 #include "model/split_pattern.h"
 
@@ -25,11 +26,7 @@ absl::Status Unsupported(const std::string& file, const std::string& field,
 
 // A value for an error message: a scalar as written, a container by its size (a
 // recursive dump() of a deeply nested value would overflow the stack).
-std::string Shown(const Json& j) {
-  if (j.is_array()) return absl::StrCat("an array of ", j.size());
-  if (j.is_object()) return absl::StrCat("an object of ", j.size(), " members");
-  return j.dump();
-}
+std::string Shown(const Json& j) { return common::JsonForMessage(j); }
 
 absl::StatusOr<Json> ParseJson(const std::string& text, const std::string& file) {
   try {

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
 #include "glog/logging.h"
 
 namespace nbrl::sandbox {
@@ -45,6 +46,11 @@ absl::StatusOr<int64_t> BuildSearchIndex(const std::string& corpus_path,
           !rec["text"].is_string()) {
         return absl::InvalidArgumentError(absl::StrCat(
             corpus_path, ":", lineno, ": expected a JSON object {id, title, text}"));
+      }
+      if (!rec["id"].is_string() && !rec["id"].is_number()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            corpus_path, ":", lineno, ": 'id' must be a string or a number, got ",
+            common::JsonForMessage(rec["id"])));
       }
       std::string id =
           rec["id"].is_string() ? rec["id"].get<std::string>() : rec["id"].dump();

@@ -103,6 +103,18 @@ TEST_F(SearchIndexTest, MalformedCorpusNamesTheLine) {
   EXPECT_THAT(std::string(n.status().message()), HasSubstr("bad.jsonl:2"));
 }
 
+TEST_F(SearchIndexTest, StructuredIdsAreRefusedNotDumped) {
+  std::string path = TempPath("objid.jsonl");
+  std::ofstream(path) << R"({"id": )" << std::string(100000, '[')
+                      << std::string(100000, ']') << R"(, "text": "ok"})"
+                      << "\n";
+  auto n = BuildSearchIndex(path, TempPath("objid-index"));
+  EXPECT_TRUE(absl::IsInvalidArgument(n.status()));
+  EXPECT_THAT(
+      std::string(n.status().message()),
+      HasSubstr("objid.jsonl:1: 'id' must be a string or a number, got an array"));
+}
+
 TEST_F(SearchIndexTest, CellsCallToolsThroughTheBridge) {
   SessionManagerOptions o;
   o.warm_sessions = 1;
