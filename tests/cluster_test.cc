@@ -5,7 +5,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
@@ -19,6 +22,21 @@ namespace {
 
 using testutil::BinaryPath;
 using testutil::Subprocess;
+
+// The newest N in the actor's "now sampling with weight version N" lines; 0 if none.
+int NewestSampledVersion(absl::string_view log) {
+  constexpr absl::string_view kMarker = "now sampling with weight version ";
+  int newest = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    const size_t at = line.find(kMarker);
+    if (at == absl::string_view::npos) continue;
+    int v = 0;
+    if (absl::SimpleAtoi(line.substr(at + kMarker.size()), &v)) {
+      newest = std::max(newest, v);
+    }
+  }
+  return newest;
+}
 
 TEST(ClusterTest, ActorsFeedTheLearnerAndFollowItsWeights) {
   const std::string dir = testutil::MakeTempDir("nbrl-cluster");
@@ -68,8 +86,9 @@ TEST(ClusterTest, ActorsFeedTheLearnerAndFollowItsWeights) {
       << "wait status " << *actor_status << "\n"
       << (*actor)->stderr_text();
   const std::string& actor_log = (*actor)->stderr_text();
-  EXPECT_TRUE(absl::StrContains(actor_log, "now sampling with weight version 2"))
-      << actor_log;
+  // The actor moved past the initial weights. Not necessarily through version 2: a
+  // subscriber that falls behind skips to the newest version, by design.
+  EXPECT_GE(NewestSampledVersion(actor_log), 2) << actor_log;
   EXPECT_TRUE(absl::StrContains(actor_log, "actor: sent")) << actor_log;
 
   ASSERT_TRUE((*sandbox)->Signal(SIGTERM).ok());
