@@ -89,7 +89,8 @@ struct WeightAssembler::Spare {
   std::string bytes ABSL_GUARDED_BY(mu);
 };
 
-WeightAssembler::WeightAssembler() : spare_(std::make_shared<Spare>()) {}
+WeightAssembler::WeightAssembler(uint64_t max_spare_bytes)
+    : max_spare_bytes_(max_spare_bytes), spare_(std::make_shared<Spare>()) {}
 
 absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
     const v1::WeightChunk& chunk) {
@@ -152,6 +153,9 @@ absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
   }
   // Released by the caller, the version leaves its buffer for the next one (the
   // largest buffer is kept; none once the assembler is gone).
+  if (partial_->bytes.capacity() > max_spare_bytes_) {
+    return std::shared_ptr<WeightVersion>(std::move(partial_));
+  }
   std::weak_ptr<Spare> spare = spare_;
   return std::shared_ptr<WeightVersion>(partial_.release(), [spare](WeightVersion* v) {
     if (std::shared_ptr<Spare> s = spare.lock()) {

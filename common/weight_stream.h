@@ -50,10 +50,13 @@ bool ForEachChunk(const WeightVersion& version, size_t chunk_bytes,
 // version's with Crc32cCombine. A version's buffer is recycled: when the caller
 // releases a finished version, its buffer (already faulted in) is kept for the
 // next one, so a subscriber that applies each version and lets it go does not
-// allocate and page in the whole version again each time.
+// allocate and page in the whole version again each time. The spare buffer costs
+// memory between versions, so only versions up to `max_spare_bytes` are recycled
+// (a 7B model's 15 GB would otherwise stay resident on every actor).
 class WeightAssembler {
  public:
-  WeightAssembler();
+  static constexpr uint64_t kDefaultMaxSpareBytes = uint64_t{1} << 30;
+  explicit WeightAssembler(uint64_t max_spare_bytes = kDefaultMaxSpareBytes);
 
   // Feeds one chunk. Returns the finished version on its last chunk, nullptr
   // while one is incomplete, DataLoss for a chunk that does not fit (wrong
@@ -63,6 +66,7 @@ class WeightAssembler {
 
  private:
   struct Spare;  // the recycled buffer, shared with the versions' deleters
+  const uint64_t max_spare_bytes_;
   std::shared_ptr<Spare> spare_;
   std::unique_ptr<WeightVersion> partial_;
   uint64_t next_offset_ = 0;

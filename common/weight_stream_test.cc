@@ -172,6 +172,18 @@ TEST(WeightStreamTest, ReleasedVersionsLendTheirBufferToTheNext) {
   EXPECT_NE(third->bytes.data(), second->bytes.data());
   EXPECT_EQ(second->bytes, MakeVersion(2, 9000).bytes);
   EXPECT_EQ(third->bytes, MakeVersion(3, 9000).bytes);
+  // Past max_spare_bytes a released version's buffer is freed, not kept: while
+  // `held` lives, `big` is released and `next` needs a buffer of its own again.
+  WeightAssembler small(/*max_spare_bytes=*/4096);
+  std::shared_ptr<WeightVersion> held = Assemble(small, MakeVersion(6, 3000));
+  std::shared_ptr<WeightVersion> big = Assemble(small, MakeVersion(7, 9000));
+  ASSERT_NE(held, nullptr);
+  ASSERT_NE(big, nullptr);
+  big.reset();
+  held.reset();  // 3000 bytes: within the bound, kept as the spare
+  std::shared_ptr<WeightVersion> next = Assemble(small, MakeVersion(8, 9000));
+  ASSERT_NE(next, nullptr);
+  EXPECT_EQ(next->bytes, MakeVersion(8, 9000).bytes);
   // A version released after its assembler is gone is simply freed.
   WeightAssembler* b = new WeightAssembler;
   std::shared_ptr<WeightVersion> orphan = Assemble(*b, MakeVersion(5, 5000));
