@@ -43,14 +43,18 @@ size_t Utf8SequenceAt(absl::string_view s, size_t i, char32_t* cp, size_t* inval
   return need;
 }
 
-bool IsValidUtf8(absl::string_view text) {
+size_t FirstInvalidUtf8(absl::string_view text) {
   char32_t cp = 0;
   for (size_t at = 0; at < text.size();) {
     size_t n = Utf8SequenceAt(text, at, &cp);
-    if (n == 0) return false;
+    if (n == 0) return at;
     at += n;
   }
-  return true;
+  return absl::string_view::npos;
+}
+
+bool IsValidUtf8(absl::string_view text) {
+  return FirstInvalidUtf8(text) == absl::string_view::npos;
 }
 
 std::string SanitizeUtf8(absl::string_view text) {

@@ -22,6 +22,10 @@ size_t Utf8SequenceAt(absl::string_view s, size_t i, char32_t* cp,
 // above U+10FFFF).
 bool IsValidUtf8(absl::string_view text);
 
+// Offset of the first byte of `text` that does not start a well-formed sequence,
+// or absl::string_view::npos when `text` is well-formed UTF-8.
+size_t FirstInvalidUtf8(absl::string_view text);
+
 // `text` with each maximal invalid subsequence replaced by U+FFFD, as the Unicode
 // standard recommends (and Python's errors="replace" does).
 std::string SanitizeUtf8(absl::string_view text);

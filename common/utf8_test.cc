@@ -13,6 +13,15 @@ TEST(Utf8Test, ValidTextIsKept) {
   }
 }
 
+TEST(Utf8Test, FirstInvalidByteIsFound) {
+  EXPECT_EQ(FirstInvalidUtf8(""), absl::string_view::npos);
+  EXPECT_EQ(FirstInvalidUtf8("caf\xC3\xA9"), absl::string_view::npos);
+  EXPECT_EQ(FirstInvalidUtf8("id-\x80"), 3u);
+  EXPECT_EQ(FirstInvalidUtf8("caf\xE2\x82"), 3u);        // truncated
+  EXPECT_EQ(FirstInvalidUtf8("\xC3\xA9q\xC0\xAF"), 3u);  // overlong, after a valid one
+  EXPECT_EQ(FirstInvalidUtf8("\xED\xA0\x80"), 0u);       // a surrogate
+}
+
 TEST(Utf8Test, InvalidBytesBecomeReplacementCharacters) {
   const std::string r = "\xEF\xBF\xBD";
   struct Case {

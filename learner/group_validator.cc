@@ -25,17 +25,6 @@ bool HasControl(absl::string_view s) {
   return false;
 }
 
-// Offset of the first byte of `s` that does not start well-formed UTF-8, or npos.
-size_t FirstInvalidUtf8(absl::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    char32_t cp;
-    const size_t n = common::Utf8SequenceAt(s, i, &cp);
-    if (n == 0) return i;
-    i += n;
-  }
-  return absl::string_view::npos;
-}
-
 // `s` as it may appear in an error message (and in GroupAck.message, a proto
 // string): short, one line, valid UTF-8.
 std::string Preview(absl::string_view s) {
@@ -51,7 +40,7 @@ std::string Preview(absl::string_view s) {
 // fields are proto `bytes` (learner.proto says why), so this is where invalid
 // UTF-8 is refused.
 absl::Status CheckUtf8(absl::string_view field, absl::string_view value) {
-  const size_t bad = FirstInvalidUtf8(value);
+  const size_t bad = common::FirstInvalidUtf8(value);
   if (bad == absl::string_view::npos) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(field, " '", Preview(value),
                                                  "' is not valid UTF-8 (byte ", bad,

@@ -23,18 +23,12 @@ constexpr absl::Duration kStartBackoff = absl::Seconds(1);
 // fields are proto `bytes` (sandbox.proto says why), so this is where invalid
 // UTF-8 is refused.
 absl::Status CheckUtf8(absl::string_view field, absl::string_view value) {
-  for (size_t i = 0; i < value.size();) {
-    char32_t cp;
-    const size_t n = common::Utf8SequenceAt(value, i, &cp);
-    if (n == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, " '", absl::CHexEscape(value.substr(0, 64)),
-                       value.size() > 64 ? "..." : "", "' is not valid UTF-8 (byte ", i,
-                       " of ", value.size(), ")"));
-    }
-    i += n;
-  }
-  return absl::OkStatus();
+  const size_t bad = common::FirstInvalidUtf8(value);
+  if (bad == absl::string_view::npos) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, " '", absl::CHexEscape(value.substr(0, 64)),
+                   value.size() > 64 ? "..." : "", "' is not valid UTF-8 (byte ", bad,
+                   " of ", value.size(), ")"));
 }
 
 // InvalidArgument naming `field` when `value` is longer than `max_bytes` or not
