@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
+#include "common/json_util.h"
 #include "common/status_macros.h"
 
 namespace nbrl::model {
@@ -73,11 +74,9 @@ absl::StatusOr<Entry> ParseEntry(const std::string& path, const std::string& nam
     if (!d.is_number_unsigned() ||
         d.get<uint64_t>() >
             static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      // (No dump() of a container: a deeply nested one would overflow the stack.)
       return Corrupt(path,
                      absl::StrCat("tensor '", name, "' has a bad shape: dimension ",
-                                  entry.shape.size(), " is ",
-                                  d.is_structured() ? "not a number" : d.dump(),
+                                  entry.shape.size(), " is ", common::JsonForMessage(d),
                                   ", expected an integer in [0, 2^63)"));
     }
     entry.shape.push_back(d.get<int64_t>());
