@@ -3,6 +3,7 @@
 // fraction of plain GEMMs of the same shapes.
 //
 //   build/bench/nbrl-model-bench [--preset small|512] [--rounds N] [--json-dir DIR]
+//                                [--only generate|train]
 //
 // Figures: generation tokens/s at batch 1, 8 and 32 (prefill of a PROMPT-token
 // prompt plus NEW sampled tokens, temperature 1, over the batch), a training step's
@@ -37,6 +38,7 @@ struct BenchOptions {
   std::string json_dir;
   int64_t prompt = 32, new_tokens = 32;      // generation
   int64_t train_batch = 4, train_seq = 256;  // training step
+  std::string only;                          // "", "generate" or "train"
 };
 
 ModelConfig Preset(const std::string& name) {
@@ -191,6 +193,7 @@ absl::Status Run(const BenchOptions& o) {
   s.higher_is_better = true;
   s.baseline_label = "python3-torch";
   for (int64_t batch : {1, 8, 32}) {
+    if (o.only == "train") break;
     s.name = absl::StrCat("model_", o.preset, "_generate_b", batch);
     ASSIGN_OR_RETURN(
         SideBySideResult r,
@@ -199,6 +202,7 @@ absl::Status Run(const BenchOptions& o) {
                                                 o.prompt, " ", o.new_tokens))));
     RETURN_IF_ERROR(Report(r, o));
   }
+  if (o.only == "generate") return absl::OkStatus();
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
   s.name = absl::StrCat("model_", o.preset, "_train_step");
   ASSIGN_OR_RETURN(
@@ -245,9 +249,11 @@ int main(int argc, char** argv) {
     } else if (flag == "--rounds" && absl::SimpleAtoi(value, &o.rounds)) {
     } else if (flag == "--json-dir") {
       o.json_dir = value;
+    } else if (flag == "--only" && (value == "generate" || value == "train")) {
+      o.only = value;
     } else {
       std::cerr << "usage: nbrl-model-bench [--preset small|512] [--rounds N] "
-                   "[--json-dir DIR]\n";
+                   "[--json-dir DIR] [--only generate|train]\n";
       return 2;
     }
   }

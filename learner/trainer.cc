@@ -155,10 +155,7 @@ torch::Tensor ScoreTargets(model::Transformer& model, const PackedBatch& batch,
   torch::Tensor hidden =
       model.ForwardPacked(batch.tokens, batch.positions, batch.attend);
   torch::Tensor h = hidden.index({row, predictor});  // [N, D]
-  torch::Tensor logits = model.Logits(h).to(torch::kFloat32);
-  if (temperature != 1.0) logits = logits / temperature;
-  return logits.gather(-1, target_token.unsqueeze(-1)).squeeze(-1) -
-         logits.logsumexp(-1);
+  return model::TargetLogProbs(model, h, target_token, temperature);
 }
 
 }  // namespace

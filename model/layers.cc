@@ -1,5 +1,8 @@
 #include "model/layers.h"
 
+#include <cmath>
+#include <limits>
+
 namespace nbrl::model {
 
 namespace nn = torch::nn;
@@ -12,6 +15,11 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   torch::Tensor h = x.to(torch::kFloat32);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps_);
   return weight_ * h.to(x.scalar_type());
+}
+
+torch::Tensor MaskBias(const torch::Tensor& mask, torch::Dtype dtype) {
+  return torch::zeros(mask.sizes(), mask.options().dtype(dtype))
+      .masked_fill_(mask.logical_not(), -std::numeric_limits<float>::infinity());
 }
 
 RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, torch::Device device) {
@@ -88,13 +96,13 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x,
   if (ctx.cache != nullptr)
     std::tie(k, v) = ctx.cache->Store(layer, k, v);  // [B, KV, S, hd]
   const int64_t S = k.size(2);
-  // Query heads h = kv * G + g share KV head kv: [B, H, L, hd] -> [B, KV, G*L, hd]
-  q = q.contiguous().view({B, n_kv_head_, G * L, head_dim_});
-  torch::Tensor att =
-      torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(head_dim_));
-  att =
-      att.view({B, n_kv_head_, G, L, S})
-          .masked_fill(ctx.mask.logical_not(), -std::numeric_limits<float>::infinity());
+  // Query heads h = kv * G + g share KV head kv: [B, H, L, hd] -> [B, KV, G, L, hd].
+  // The scale goes on q (L x hd) rather than the scores (L x S), and the mask is
+  // added in place to the product, which autograd does not keep: no extra [.., L, S]
+  // tensor and no backward pass over one for either.
+  q = (q * (1.0 / std::sqrt(double(head_dim_)))).view({B, n_kv_head_, G, L, head_dim_});
+  torch::Tensor att = torch::matmul(q, k.transpose(-2, -1).unsqueeze(2));
+  att.add_(ctx.bias);  // [B, KV, G, L, S]
   att =
       torch::softmax(att, -1, torch::kFloat32).to(q.scalar_type());  // [B, KV, G, L, S]
   torch::Tensor y =

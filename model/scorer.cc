@@ -7,6 +7,81 @@
 namespace nbrl::model {
 namespace {
 
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Rows per chunk of the fused head: about 8 MiB of fp32 logits, below glibc's
+// largest mmap threshold (32 MiB) so that chunks are reused from the heap, and at
+// least 32 rows so that each GEMM stays efficient.
+int64_t HeadChunkRows(int64_t vocab) {
+  constexpr int64_t kChunkBytes = 8 << 20, kMinRows = 32;
+  return std::max<int64_t>(kMinRows, kChunkBytes / (4 * std::max<int64_t>(vocab, 1)));
+}
+
+// y_i = log_softmax(h_i W^T / t)[target_i]; dy_i/dz_ij = ([j == target_i] - p_ij) / t
+// for the logits z = h W^T, and the head's two GEMMs carry that back to h and W.
+class TargetLogProbsFunction
+    : public torch::autograd::Function<TargetLogProbsFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden,
+                               const torch::Tensor& weight,
+                               const torch::Tensor& targets, double temperature) {
+    const int64_t N = hidden.size(0), rows = HeadChunkRows(weight.size(0));
+    torch::Tensor out =
+        torch::empty({N}, hidden.options().dtype(torch::kFloat32));  // [N]
+    torch::Tensor index = targets.unsqueeze(1);                      // [N, 1]
+    std::vector<torch::Tensor> saved = {hidden, weight, index};
+    for (int64_t r = 0; r < N; r += rows) {
+      const int64_t n = std::min(rows, N - r);
+      torch::Tensor z = torch::mm(hidden.narrow(0, r, n), weight.t());  // [n, V]
+      if (z.scalar_type() != torch::kFloat32) z = z.to(torch::kFloat32);
+      if (temperature != 1.0) z.div_(temperature);
+      at::_log_softmax_out(z, z, 1, false);  // in place, row by row
+      out.narrow(0, r, n).copy_(z.gather(1, index.narrow(0, r, n)).squeeze(1));
+      saved.push_back(z);
+    }
+    ctx->save_for_backward(saved);
+    ctx->saved_data["temperature"] = temperature;
+    ctx->saved_data["rows"] = rows;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list saved = ctx->get_saved_variables();
+    const torch::Tensor &hidden = saved[0], &weight = saved[1], &index = saved[2];
+    const double temperature = ctx->saved_data["temperature"].toDouble();
+    const int64_t N = hidden.size(0), rows = ctx->saved_data["rows"].toInt();
+    if (!grads[0].defined())
+      return {torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    const bool need_hidden = ctx->needs_input_grad(0),
+               need_weight = ctx->needs_input_grad(1);
+    torch::Tensor g =
+        (grads[0].to(torch::kFloat32) / temperature).unsqueeze(1);  // [N, 1]
+    torch::Tensor grad_hidden, grad_weight;
+    if (need_hidden) grad_hidden = torch::empty_like(hidden);
+    for (int64_t r = 0, chunk = 3; r < N; r += rows, ++chunk) {
+      const int64_t n = std::min(rows, N - r);
+      torch::Tensor gz = saved[chunk];  // the chunk's log-softmax, consumed
+      torch::Tensor gn = g.narrow(0, r, n);
+      gz.exp_().mul_(-gn).scatter_add_(1, index.narrow(0, r, n), gn);  // dy/dz
+      if (gz.scalar_type() != hidden.scalar_type()) gz = gz.to(hidden.scalar_type());
+      if (need_hidden) {
+        torch::Tensor dst = grad_hidden.narrow(0, r, n);
+        torch::mm_out(dst, gz, weight);
+      }
+      if (need_weight) {
+        torch::Tensor h = hidden.narrow(0, r, n);
+        if (!grad_weight.defined()) {
+          grad_weight = torch::mm(gz.t(), h);  // [V, D]
+        } else {
+          grad_weight.addmm_(gz.t(), h);
+        }
+      }
+    }
+    return {grad_hidden, grad_weight, torch::Tensor(), torch::Tensor()};
+  }
+};
+
 absl::Status CheckInputs(const Transformer& model, const torch::Tensor& tokens,
                          const torch::Tensor& mask, const ScoreOptions& options) {
   if (tokens.dim() != 2 || mask.sizes() != tokens.sizes()) {
@@ -40,6 +115,14 @@ absl::Status CheckInputs(const Transformer& model, const torch::Tensor& tokens,
 
 }  // namespace
 
+torch::Tensor TargetLogProbs(Transformer& model, const torch::Tensor& hidden,
+                             const torch::Tensor& targets, double temperature) {
+  const int64_t D = hidden.size(-1);
+  torch::Tensor out = TargetLogProbsFunction::apply(
+      hidden.reshape({-1, D}), model.head_weight(), targets.reshape({-1}), temperature);
+  return out.view(targets.sizes());
+}
+
 PaddedBatch PadSequences(const std::vector<std::vector<int64_t>>& sequences,
                          int64_t pad_id) {
   int64_t T = 0;
@@ -71,11 +154,9 @@ absl::StatusOr<torch::Tensor> ScoreTokens(Transformer& model,
       return torch::zeros({B, T}, torch::TensorOptions().device(model.device()));
     torch::Tensor hidden = model.Forward(ids, m);  // [B, T, D]
     // Position t - 1 predicts token t: [B, T-1, V] logits in fp32.
-    torch::Tensor logits = model.Logits(hidden.narrow(1, 0, T - 1)).to(torch::kFloat32);
-    if (options.temperature != 1.0) logits = logits / options.temperature;
-    torch::Tensor targets = ids.narrow(1, 1, T - 1).unsqueeze(-1);  // [B, T-1, 1]
     torch::Tensor logp =
-        logits.gather(-1, targets).squeeze(-1) - logits.logsumexp(-1);  // [B, T-1]
+        TargetLogProbs(model, hidden.narrow(1, 0, T - 1), ids.narrow(1, 1, T - 1),
+                       options.temperature);  // [B, T-1]
     torch::Tensor scored = m.narrow(1, 1, T - 1) & m.narrow(1, 0, T - 1);
     logp = logp.masked_fill(~scored, 0.0);
     return torch::cat({torch::zeros({B, 1}, logp.options()), logp}, 1);  // [B, T]

@@ -32,6 +32,20 @@ struct PaddedBatch {
 PaddedBatch PadSequences(const std::vector<std::vector<int64_t>>& sequences,
                          int64_t pad_id = 0);
 
+// log p(targets | hidden) under the model's output head at `temperature`:
+// hidden [..., D] (the final norm's output), targets [...] int64 in [0, V) ->
+// [...] float32, differentiable in `hidden` and the head's weight. The same value as
+// gathering log_softmax(model.Logits(hidden) / temperature), fused: the head runs in
+// row chunks of at most about 8 MiB of logits, each chunk's log-softmax is computed
+// in place in its logits and kept, and the backward turns those buffers into the
+// logits' gradient in place (minus the softmax, plus one at the target, scaled) before
+// the two GEMMs of the head's gradient. So no pass allocates another [N, V] tensor,
+// and the chunks come from the heap instead of fresh page-faulted mappings. The
+// backward can run once per forward (a second one, with retain_graph, is refused by
+// autograd's version check). Targets are not range-checked here: callers check them.
+torch::Tensor TargetLogProbs(Transformer& model, const torch::Tensor& hidden,
+                             const torch::Tensor& targets, double temperature = 1.0);
+
 // tokens [B, T] int64, mask [B, T] bool whose true entries form one contiguous run
 // per row (left or right padding) -> log-probs [B, T] float32 on the model's device:
 // entry t is log p(tokens[t] | the row's real tokens before t) at `temperature`,

@@ -152,6 +152,60 @@ TEST_F(ScorerTest, GradientsFlowToEveryParameter) {
   EXPECT_NEAR(analytic, numeric, 2e-2 * std::max(1.0, std::abs(analytic)));
 }
 
+// The fused head against plain autograd (Logits, log_softmax, gather): values and
+// the gradients of the hidden states and of every parameter of the head, tied and
+// untied, at two temperatures, over several chunks (a large vocabulary makes the
+// chunks 32 rows: 100 rows are 4 chunks, the last one partial).
+TEST(TargetLogProbsTest, MatchesPlainAutogradAcrossChunks) {
+  for (ModelConfig config :
+       {testing::SmallQwen2Config(), testing::SmallLlamaConfig()}) {
+    config.vocab_size = 70000;
+    std::unique_ptr<Transformer> model = testing::RandomModel(config, 7);
+    for (double temperature : {1.0, 0.7}) {
+      SCOPED_TRACE(::testing::Message() << "tied " << config.tie_word_embeddings
+                                        << " temperature " << temperature);
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+      torch::Tensor hidden = torch::randn({4, 25, config.hidden_size}, gen);
+      torch::Tensor targets = torch::randint(config.vocab_size, {4, 25}, gen);
+      torch::Tensor upstream = torch::randn({4, 25}, gen);  // a non-uniform dL/dy
+
+      auto run = [&](bool fused) {
+        model->zero_grad();
+        torch::Tensor h = hidden.clone().requires_grad_(true);
+        torch::Tensor y;
+        if (fused) {
+          y = TargetLogProbs(*model, h, targets, temperature);
+        } else {
+          y = torch::log_softmax(model->Logits(h) / temperature, -1)
+                  .gather(-1, targets.unsqueeze(-1))
+                  .squeeze(-1);
+        }
+        (y * upstream).sum().backward();
+        return std::make_tuple(y.detach(), h.grad(),
+                               model->head_weight().grad().clone());
+      };
+      auto [y_fused, dh_fused, dw_fused] = run(true);
+      auto [y_plain, dh_plain, dw_plain] = run(false);
+      EXPECT_EQ(y_fused.sizes(), y_plain.sizes());
+      EXPECT_LT(testing::MaxAbsDiff(y_fused, y_plain), 1e-5);
+      EXPECT_LT(testing::MaxAbsDiff(dh_fused, dh_plain), 1e-5);
+      EXPECT_LT(testing::MaxAbsDiff(dw_fused, dw_plain), 1e-5);
+    }
+  }
+}
+
+// Under NoGradGuard (the reference model's KL term) nothing is kept for a backward.
+TEST(TargetLogProbsTest, WorksWithoutGradients) {
+  std::unique_ptr<Transformer> model =
+      testing::RandomModel(testing::SmallQwen2Config());
+  torch::NoGradGuard no_grad;
+  torch::Tensor y =
+      TargetLogProbs(*model, torch::randn({3, 32}), torch::tensor({1, 2, 96}));
+  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{3}));
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_TRUE((y <= 0).all().item<bool>());
+}
+
 TEST_F(ScorerTest, BadInputsAreRejected) {
   torch::Tensor tokens = torch::tensor({{1, 2, 3, 4}});
   auto gap =

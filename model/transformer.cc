@@ -93,7 +93,7 @@ torch::Tensor Transformer::Forward(const torch::Tensor& tokens,
     torch::Tensor mask =
         (key_valid.unsqueeze(1) & (k_slot <= q_slot)) | (k_slot == q_slot);
     AttentionContext ctx;
-    ctx.mask = mask.view({B, 1, 1, L, S});
+    ctx.bias = MaskBias(mask.view({B, 1, 1, L, S}), dtype_);
     std::tie(ctx.cos, ctx.sin) = rotary_.Tables(positions, dtype_);
     ctx.cache = cache;
 
@@ -113,7 +113,7 @@ torch::Tensor Transformer::ForwardPacked(const torch::Tensor& tokens,
                                          const torch::Tensor& attend) {
   const int64_t B = tokens.size(0), L = tokens.size(1);
   AttentionContext ctx;
-  ctx.mask = attend.to(device_, torch::kBool).view({B, 1, 1, L, L});
+  ctx.bias = MaskBias(attend.to(device_, torch::kBool).view({B, 1, 1, L, L}), dtype_);
   std::tie(ctx.cos, ctx.sin) =
       rotary_.Tables(positions.to(device_, torch::kInt64), dtype_);
   torch::Tensor x = model_->embed_tokens(tokens.to(device_));  // [B, L, D]
@@ -123,7 +123,11 @@ torch::Tensor Transformer::ForwardPacked(const torch::Tensor& tokens,
 }
 
 torch::Tensor Transformer::Logits(const torch::Tensor& hidden) {
-  return Project(hidden, lm_head_ ? lm_head_->weight : model_->embed_tokens->weight);
+  return Project(hidden, head_weight());
+}
+
+torch::Tensor Transformer::head_weight() const {
+  return lm_head_ ? lm_head_->weight : model_->embed_tokens->weight;
 }
 
 KvCache Transformer::NewCache(int64_t batch_size) const {

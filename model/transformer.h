@@ -79,6 +79,8 @@ class Transformer : public torch::nn::Module {
 
   // hidden [..., D] -> logits [..., V] in the model's dtype.
   torch::Tensor Logits(const torch::Tensor& hidden);
+  // The output head's weight [V, D]: the embedding matrix when tied.
+  torch::Tensor head_weight() const;
 
   // An empty cache for `batch_size` rows on this model's device and dtype.
   KvCache NewCache(int64_t batch_size) const;
