@@ -1,12 +1,11 @@
 #include "agent/dataset.h"
 
-#include <unistd.h>
-
 #include <fstream>
 #include <set>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::agent {
 namespace {
@@ -14,9 +13,14 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
+// This test process's files, removed when it exits.
+const std::string& ScratchDir() {
+  static const testutil::TempDir dir("dataset-");
+  return dir.path();
+}
+
 std::string WriteTemp(const std::string& name, const std::string& text) {
-  std::string path =
-      ::testing::TempDir() + "/" + std::to_string(::getpid()) + "-" + name;
+  std::string path = ScratchDir() + "/" + name;
   std::ofstream(path) << text;
   return path;
 }

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "model/bpe_trainer.h"
 #include "tests/fakes/fake_sandbox.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::agent {
 namespace {
@@ -31,8 +32,8 @@ class Env : public ::testing::Environment {
     o.vocab_size = 600;
     auto files = model::TrainBpeTokenizer(corpus, o);
     ASSERT_TRUE(files.ok()) << files.status();
-    std::string dir =
-        ::testing::TempDir() + "/episode-tok-" + std::to_string(::getpid());
+    testutil::TempDir tmp("episode-tok-");  // loaded into memory, then removed
+    const std::string& dir = tmp.path();
     ASSERT_TRUE(model::WriteTokenizerFiles(*files, dir).ok());
     auto tok = model::Tokenizer::Load(dir);
     ASSERT_TRUE(tok.ok()) << tok.status();

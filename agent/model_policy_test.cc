@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "model/bpe_trainer.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::agent {
 namespace {
@@ -19,7 +20,8 @@ class ModelPolicyTest : public ::testing::Test {
     bo.vocab_size = 320;
     auto files = model::TrainBpeTokenizer(corpus, bo);
     ASSERT_TRUE(files.ok());
-    std::string dir = ::testing::TempDir() + "/mp-tok-" + std::to_string(::getpid());
+    testutil::TempDir tmp("mp-tok-");  // loaded into memory, then removed
+    const std::string& dir = tmp.path();
     ASSERT_TRUE(model::WriteTokenizerFiles(*files, dir).ok());
     auto tok = model::Tokenizer::Load(dir);
     ASSERT_TRUE(tok.ok()) << tok.status();

@@ -9,6 +9,7 @@
 #include "agent/answer_match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::agent {
 namespace {
@@ -171,7 +172,8 @@ TEST(TaskWorldTest, TooSmallWorldsAndBadWeightsAreRejected) {
 TEST(TaskWorldTest, WritesCorpusAndSplits) {
   auto w = BuildTaskWorld(Small());
   ASSERT_TRUE(w.ok());
-  std::string dir = ::testing::TempDir() + "/world-" + std::to_string(::getpid());
+  testutil::TempDir tmp("world-");
+  const std::string& dir = tmp.path();
   ASSERT_TRUE(WriteTaskWorld(*w, dir).ok());
   auto test = LoadJsonl(dir + "/test.jsonl");
   ASSERT_TRUE(test.ok()) << test.status();

@@ -5,6 +5,7 @@
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::bench {
 namespace {
@@ -91,7 +92,8 @@ TEST(HarnessTest, JsonRecordHasEveryValue) {
   o.warmup = 0;
   auto r = RunSideBySide(o, Sequence({1, 2}), Sequence({4, 4}));
   ASSERT_TRUE(r.ok());
-  std::string path = ::testing::TempDir() + "/bench-json/record.json";
+  testutil::TempDir tmp("bench-json");
+  std::string path = tmp.path() + "/bench-json/record.json";
   ASSERT_TRUE(WriteResultJson(*r, path).ok());
   auto text = common::ReadFile(path);
   ASSERT_TRUE(text.ok());

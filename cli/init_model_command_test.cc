@@ -8,6 +8,7 @@
 #include "model/checkpoint.h"
 #include "model/tokenizer.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::cli {
 namespace {
@@ -15,7 +16,8 @@ namespace {
 using ::testing::HasSubstr;
 
 TEST(InitModelCommandTest, WritesALoadableCheckpointAndTokenizer) {
-  const std::string dir = testutil::MakeTempDir("init_model_");
+  testutil::TempDir tmp("init_model_");
+  const std::string& dir = tmp.path();
   std::string text;
   for (int i = 0; i < 50; ++i) {
     text += "hits = web_search('Ardan Company')\nprint(read_page(hits[0]['id']))\n";
@@ -49,7 +51,8 @@ TEST(InitModelCommandTest, WritesALoadableCheckpointAndTokenizer) {
 }
 
 TEST(InitModelCommandTest, BadInputIsAClearError) {
-  const std::string dir = testutil::MakeTempDir("init_model_bad_");
+  testutil::TempDir tmp("init_model_bad_");
+  const std::string& dir = tmp.path();
   auto missing =
       testutil::RunCommand({testutil::BinaryPath("cli/nbrl"), "init-model", "--out",
                             dir + "/m", "--text", dir + "/nope.txt"});

@@ -1,7 +1,6 @@
 // `nbrl report`, run as the real binary on summary files written here: the table's
 // numbers on stdout and in report.md, report.json's before / after / delta, the
 // curve from a step log, and clear errors for missing or malformed input.
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -10,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::cli {
 namespace {
@@ -42,17 +42,13 @@ constexpr char kAfter[] = R"({
 class ReportCommandTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testutil::MakeTempDir("report_");
+    dir_ = tmp_.path();
     Write("before/summary.json", kBefore);
     Write("after/summary.json", kAfter);
     Write("steps.jsonl",
           "{\"step\": 1, \"loss\": 2.5, \"reward_mean\": 0.1, \"em_mean\": 0, "
           "\"lr\": 0.001}\n"
           "{\"step\": 2, \"loss\": 1.25, \"reward_mean\": 0.4, \"em_mean\": 0.5}\n");
-  }
-
-  void TearDown() override {
-    if (!HasFailure()) std::filesystem::remove_all(dir_);  // kept for a look otherwise
   }
 
   void Write(const std::string& name, const std::string& text) {
@@ -72,6 +68,7 @@ class ReportCommandTest : public ::testing::Test {
     return text.ok() ? *text : "";
   }
 
+  testutil::TempDir tmp_{"report_"};  // NBRL_KEEP_TEST_TMP=1 keeps it for a look
   std::string dir_;
 };
 

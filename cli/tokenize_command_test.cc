@@ -9,6 +9,7 @@
 #include "model/bpe_trainer.h"
 #include "model/tokenizer.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::cli {
 namespace {
@@ -18,7 +19,8 @@ using ::testing::HasSubstr;
 class TokenizeCommandTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(testutil::MakeTempDir("tokenize_command_"));
+    tmp_ = new testutil::TempDir("tokenize_command_");
+    dir_ = new std::string(tmp_->path());
     model::BpeTrainerOptions options;
     options.vocab_size = 300;
     std::string corpus;
@@ -26,6 +28,10 @@ class TokenizeCommandTest : public ::testing::Test {
     auto files = model::TrainBpeTokenizer(corpus, options);
     ASSERT_TRUE(files.ok()) << files.status();
     ASSERT_TRUE(model::WriteTokenizerFiles(*files, *dir_ + "/tok").ok());
+  }
+  static void TearDownTestSuite() {
+    delete tmp_;
+    tmp_ = nullptr;
   }
   static std::string Json(const std::vector<int32_t>& ids) {
     return absl::StrCat("[", absl::StrJoin(ids, ","), "]\n");
@@ -35,8 +41,10 @@ class TokenizeCommandTest : public ::testing::Test {
     EXPECT_TRUE(t.ok()) << t.status();
     return t.ok() ? *std::move(t) : nullptr;
   }
+  static testutil::TempDir* tmp_;
   static std::string* dir_;
 };
+testutil::TempDir* TokenizeCommandTest::tmp_ = nullptr;
 std::string* TokenizeCommandTest::dir_ = nullptr;
 
 TEST_F(TokenizeCommandTest, PrintsIdsOfTextAsJson) {

@@ -1,12 +1,11 @@
 #include "common/config.h"
 
-#include <unistd.h>
-
 #include <fstream>
 
 #include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::common {
 namespace {
@@ -268,7 +267,8 @@ TEST(ConfigTest, WriteResolvedCreatesDirectoriesAndWritesAtomically) {
   ConfigSchema s = TestSchema();
   auto c = FromYaml(s, "", {"learner.batch_size=3"});
   ASSERT_TRUE(c.ok());
-  std::string dir = ::testing::TempDir() + "/cfg" + std::to_string(::getpid());
+  testutil::TempDir tmp("cfg");
+  const std::string& dir = tmp.path();
   std::string path = dir + "/a/b/resolved.yaml";
   ASSERT_TRUE(c->WriteResolved(path).ok());
   auto text = ReadFile(path);

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "nbrl/v1/sandbox.grpc.pb.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::common {
 namespace {
@@ -45,7 +46,8 @@ TEST(LoadAuthMaterialTest, NothingConfiguredMeansNoTlsAndNoToken) {
 }
 
 TEST(LoadAuthMaterialTest, TokenFileIsTrimmed) {
-  const std::string dir = testutil::MakeTempDir("nbrl-auth");
+  testutil::TempDir tmp("nbrl-auth");
+  const std::string& dir = tmp.path();
   Write(dir + "/token", "  " + Token() + "\n\n");
   AuthOptions o;
   o.token_file = dir + "/token";
@@ -55,7 +57,8 @@ TEST(LoadAuthMaterialTest, TokenFileIsTrimmed) {
 }
 
 TEST(LoadAuthMaterialTest, BadTokenFilesNameTheKeyAndTheFile) {
-  const std::string dir = testutil::MakeTempDir("nbrl-auth");
+  testutil::TempDir tmp("nbrl-auth");
+  const std::string& dir = tmp.path();
   Write(dir + "/empty", "\n");
   Write(dir + "/short", "abc\n");
   Write(dir + "/spaces", "abcdefgh ijklmnopqrstuvwxyz\n");
@@ -79,7 +82,8 @@ TEST(LoadAuthMaterialTest, BadTokenFilesNameTheKeyAndTheFile) {
 }
 
 TEST(LoadAuthMaterialTest, KeyAndCertificateComeTogether) {
-  const std::string dir = testutil::MakeTempDir("nbrl-auth");
+  testutil::TempDir tmp("nbrl-auth");
+  const std::string& dir = tmp.path();
   Write(dir + "/cert.pem",
         "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n");
   Write(dir + "/key.pem",
@@ -100,7 +104,8 @@ TEST(LoadAuthMaterialTest, KeyAndCertificateComeTogether) {
 }
 
 TEST(LoadAuthMaterialTest, FilesThatAreNotPemAreRefused) {
-  const std::string dir = testutil::MakeTempDir("nbrl-auth");
+  testutil::TempDir tmp("nbrl-auth");
+  const std::string& dir = tmp.path();
   Write(dir + "/cert.pem",
         "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n");
   Write(dir + "/key.pem",
@@ -143,7 +148,8 @@ TEST(LoadAuthMaterialTest, ServerNameWithoutTlsIsRefused) {
 }
 
 TEST(ServerAuthTest, ATcpServerAskedToVerifyClientsNeedsACertificate) {
-  const std::string dir = testutil::MakeTempDir("nbrl-auth");
+  testutil::TempDir tmp("nbrl-auth");
+  const std::string& dir = tmp.path();
   Write(dir + "/ca.pem",
         "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n");
   AuthOptions o;
@@ -282,7 +288,8 @@ ClientAuth Client(const AuthOptions& o) {
 }
 
 TEST(GrpcAuthTest, TheTokenGuardsAUnixSocket) {
-  const std::string dir = testutil::MakeTempDir("nbrl-auth");
+  testutil::TempDir tmp("nbrl-auth");
+  const std::string& dir = tmp.path();
   Write(dir + "/token", Token('r') + "\n");
   Write(dir + "/other", Token('x') + "\n");
   AuthOptions server_options;
@@ -323,7 +330,8 @@ TEST(GrpcAuthTest, TheTokenGuardsAUnixSocket) {
 }
 
 TEST(GrpcAuthTest, ATokenMayNotBeSentTwice) {
-  const std::string dir = testutil::MakeTempDir("nbrl-auth");
+  testutil::TempDir tmp("nbrl-auth");
+  const std::string& dir = tmp.path();
   Write(dir + "/token", Token('r'));
   AuthOptions o;
   o.token_file = dir + "/token";
@@ -353,7 +361,8 @@ class TlsTest : public ::testing::Test {
       skip_ = "NBRL_SOURCE_DIR is not set (run through ctest)";
       return;
     }
-    dir_ = new std::string(testutil::MakeTempDir("nbrl-tls"));
+    tmp_ = new testutil::TempDir("nbrl-tls");
+    dir_ = new std::string(tmp_->path());
     const std::string script = std::string(src) + "/deploy/make-certs.sh";
     for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
              {"--out", *dir_ + "/run"},
@@ -365,6 +374,10 @@ class TlsTest : public ::testing::Test {
       ASSERT_TRUE(r.ok()) << r.status();
       ASSERT_EQ(r->exit_code, 0) << r->err;
     }
+  }
+  static void TearDownTestSuite() {
+    delete tmp_;
+    tmp_ = nullptr;
   }
   void SetUp() override {
     if (!skip_.empty()) GTEST_SKIP() << skip_;
@@ -383,9 +396,11 @@ class TlsTest : public ::testing::Test {
     return o;
   }
 
+  static testutil::TempDir* tmp_;
   static std::string* dir_;
   static std::string skip_;
 };
+testutil::TempDir* TlsTest::tmp_ = nullptr;
 std::string* TlsTest::dir_ = nullptr;
 std::string TlsTest::skip_;
 

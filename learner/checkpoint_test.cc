@@ -13,18 +13,12 @@
 #include "model/checkpoint.h"
 #include "model/model_test_util.h"
 #include "model/safetensors.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::learner {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string TempDir() {
-  std::string pattern = (fs::temp_directory_path() / "nbrl-ckpt-XXXXXX").string();
-  char* made = ::mkdtemp(pattern.data());
-  EXPECT_NE(made, nullptr);
-  return pattern;
-}
 
 std::unique_ptr<model::Transformer> TinyModel(uint64_t seed = 7) {
   model::TransformerOptions o;
@@ -89,7 +83,8 @@ void ThreeCheckpoints(const std::string& root, Trainer& trainer,
 }
 
 TEST(CheckpointTest, ResumedTrainerTakesTheSameStep) {
-  const std::string root = TempDir();
+  testutil::TempDir tmp("nbrl-ckpt-");
+  const std::string& root = tmp.path();
   auto m = TinyModel();
   auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
   ASSERT_TRUE(trainer.ok()) << trainer.status();
@@ -131,7 +126,8 @@ TEST(CheckpointTest, ResumedTrainerTakesTheSameStep) {
 }
 
 TEST(CheckpointTest, CorruptAndUnfinishedCheckpointsAreSkipped) {
-  const std::string root = TempDir();
+  testutil::TempDir tmp("nbrl-ckpt-");
+  const std::string& root = tmp.path();
   auto m = TinyModel();
   auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
   ASSERT_TRUE(trainer.ok());
@@ -169,7 +165,8 @@ TEST(CheckpointTest, CorruptAndUnfinishedCheckpointsAreSkipped) {
 }
 
 TEST(CheckpointTest, OptimizerOfAnotherModelIsAClearError) {
-  const std::string root = TempDir();
+  testutil::TempDir tmp("nbrl-ckpt-");
+  const std::string& root = tmp.path();
   auto m = TinyModel();
   auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
   ASSERT_TRUE(trainer.ok());
@@ -190,7 +187,8 @@ TEST(CheckpointTest, OptimizerOfAnotherModelIsAClearError) {
 }
 
 TEST(GroupJournalTest, ReadsBackWholeRecordsAndToleratesATornTail) {
-  const std::string path = TempDir() + "/j/from-step-00000000.log";
+  testutil::TempDir tmp("nbrl-ckpt-");
+  const std::string path = tmp.path() + "/j/from-step-00000000.log";
   auto j = GroupJournal::Create(path, /*sync=*/true);
   ASSERT_TRUE(j.ok()) << j.status();
   for (int i = 0; i < 3; ++i) {
@@ -224,7 +222,8 @@ TEST(GroupJournalTest, ReadsBackWholeRecordsAndToleratesATornTail) {
 }
 
 TEST(GroupJournalTest, IngestorJournalsAcceptedGroupsAndReplaysOnce) {
-  const std::string dir = TempDir();
+  testutil::TempDir tmp("nbrl-ckpt-");
+  const std::string& dir = tmp.path();
   IngestorOptions io;
   io.max_staleness = 100;
   Ingestor first(io, nullptr);
@@ -271,7 +270,8 @@ TEST(GroupJournalTest, IngestorJournalsAcceptedGroupsAndReplaysOnce) {
 }
 
 TEST(CheckpointLockTest, ASecondLearnerOfTheSameRankIsRefused) {
-  const std::string root = TempDir();
+  testutil::TempDir tmp("nbrl-ckpt-");
+  const std::string& root = tmp.path();
   auto first = CheckpointLock::Acquire(root, 0);
   ASSERT_TRUE(first.ok()) << first.status();
   auto second = CheckpointLock::Acquire(root, 0);
@@ -285,7 +285,8 @@ TEST(CheckpointLockTest, ASecondLearnerOfTheSameRankIsRefused) {
 }
 
 TEST(CheckpointTest, ACommitSetsAsideAnAbandonedFuture) {
-  const std::string root = TempDir();
+  testutil::TempDir tmp("nbrl-ckpt-");
+  const std::string& root = tmp.path();
   auto m = TinyModel();
   auto trainer = Trainer::Create(m.get(), nullptr, nullptr, Options());
   ASSERT_TRUE(trainer.ok());

@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/tokenizer.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::model {
 namespace {
@@ -34,7 +35,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> TrainAndLoad(
     const BpeTrainerOptions& options, const std::string& name) {
   absl::StatusOr<TokenizerFiles> files = TrainBpeTokenizer(Corpus(), options);
   if (!files.ok()) return files.status();
-  std::string dir = ::testing::TempDir() + "/bpe_trainer_" + name;
+  testutil::TempDir tmp("bpe_trainer_" + name);  // loaded into memory, then removed
+  const std::string& dir = tmp.path();
   if (absl::Status st = WriteTokenizerFiles(*files, dir); !st.ok()) return st;
   return Tokenizer::Load(dir);
 }

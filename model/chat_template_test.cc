@@ -5,6 +5,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/bpe_trainer.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::model {
 namespace {
@@ -21,8 +22,8 @@ std::unique_ptr<Tokenizer> TrainedTokenizer(std::vector<std::string> specials) {
   for (int i = 0; i < 200; ++i) corpus += "system user assistant hello world\n";
   auto files = TrainBpeTokenizer(corpus, options);
   EXPECT_TRUE(files.ok()) << files.status();
-  std::string dir = ::testing::TempDir() + "/chat_template_" +
-                    std::to_string(options.special_tokens.size());
+  testutil::TempDir tmp("chat_template_");  // loaded into memory, then removed
+  const std::string& dir = tmp.path();
   EXPECT_TRUE(WriteTokenizerFiles(*files, dir).ok());
   auto t = Tokenizer::Load(dir);
   EXPECT_TRUE(t.ok()) << t.status();

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "model/model_config.h"
 #include "model/transformer.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::model::testing {
 
@@ -69,20 +70,9 @@ inline std::unique_ptr<Transformer> RandomModel(const ModelConfig& config,
 }
 
 // This test process's scratch directory, removed when the process exits.
-inline const std::filesystem::path& ScratchRoot() {
-  struct Root {
-    std::filesystem::path path;
-    ~Root() {
-      std::error_code ignored;
-      std::filesystem::remove_all(path, ignored);
-    }
-  };
-  static const Root root{[] {
-    const char* base = std::getenv("TEST_TMPDIR");
-    return std::filesystem::path(base ? base : "/tmp") /
-           ("nbrl_model_test_" + std::to_string(::getpid()));
-  }()};
-  return root.path;
+inline std::filesystem::path ScratchRoot() {
+  static const testutil::TempDir root("nbrl_model_test_");
+  return root.path();
 }
 
 // A fresh empty directory under the test's temporary directory.

@@ -25,6 +25,7 @@
 #include "model/nfc.h"
 #include "model/tokenizer.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::model {
 namespace {
@@ -245,7 +246,8 @@ std::vector<NodeResult> RunNode(const std::string& tokenizer,
     }
     absl::StrAppend(&input, line.dump(), "\n");
   }
-  std::string dir = testutil::MakeTempDir("tokenizer_parity_");
+  testutil::TempDir tmp("tokenizer_parity_");
+  const std::string& dir = tmp.path();
   std::string in_path = dir + "/in.jsonl";
   if (absl::Status st = common::WriteFileAtomically(in_path, input); !st.ok()) {
     *error = std::string(st.message());
@@ -413,7 +415,8 @@ TEST_F(TokenizerParityTest, NodeLoadsOurTrainedTokenizerAndAgrees) {
   options.vocab_size = 1000;
   auto files = TrainBpeTokenizer(corpus, options);
   ASSERT_TRUE(files.ok()) << files.status();
-  std::string dir = testutil::MakeTempDir("trained_tokenizer_");
+  testutil::TempDir tmp("trained_tokenizer_");
+  const std::string& dir = tmp.path();
   ASSERT_TRUE(WriteTokenizerFiles(*files, dir).ok());
   auto t = Tokenizer::Load(dir);
   ASSERT_TRUE(t.ok()) << t.status();

@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/byte_level.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::model {
 namespace {
@@ -70,10 +71,7 @@ Json TinyConfig() {
 
 class TokenizerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = ::testing::TempDir() + "/tokenizer_test_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  }
+  void SetUp() override { dir_ = tmp_.path(); }
   absl::StatusOr<std::unique_ptr<Tokenizer>> LoadWith(const std::string& json,
                                                       const std::string& config) {
     EXPECT_TRUE(common::WriteFileAtomically(dir_ + "/tokenizer.json", json).ok());
@@ -95,6 +93,7 @@ class TokenizerTest : public ::testing::Test {
     EXPECT_THAT(t.status().message(), HasSubstr(dir_ + "/tokenizer.json"));
     EXPECT_THAT(t.status().message(), HasSubstr(field));
   }
+  testutil::TempDir tmp_{"tokenizer_test_"};
   std::string dir_;
 };
 

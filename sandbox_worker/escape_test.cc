@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sandbox_worker/session_manager.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::sandbox {
 namespace {
@@ -183,8 +183,8 @@ TEST_F(EscapeTest, NoOutboundNetwork) {
 }
 
 TEST_F(EscapeTest, CannotReachHostUnixSockets) {
-  std::string dir = absl::StrCat(testing::TempDir(), "/escape-sock-", getpid());
-  mkdir(dir.c_str(), 0755);
+  testutil::TempDir tmp("escape-sock-");
+  const std::string& dir = tmp.path();
   std::string path = dir + "/worker.sock";
   int s = socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un addr{};

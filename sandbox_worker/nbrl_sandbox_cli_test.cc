@@ -12,13 +12,13 @@
 #include "nbrl/v1/sandbox.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::sandbox {
 namespace {
 
 using ::testing::HasSubstr;
 using testutil::BinaryPath;
-using testutil::MakeTempDir;
 using testutil::RunCommand;
 using testutil::Subprocess;
 
@@ -29,7 +29,8 @@ void Write(const std::string& path, const std::string& text) {
 }
 
 TEST(SandboxCliTest, IndexThenRunCellsPrintsOneJsonLinePerCell) {
-  std::string dir = MakeTempDir("nbrl-sandbox-cli");
+  testutil::TempDir tmp("nbrl-sandbox-cli");
+  const std::string& dir = tmp.path();
   Write(dir + "/corpus.jsonl",
         "{\"id\": \"d1\", \"title\": \"Moon\", \"text\": \"The Moon orbits the "
         "Earth.\"}\n"
@@ -71,7 +72,8 @@ TEST(SandboxCliTest, IndexThenRunCellsPrintsOneJsonLinePerCell) {
 }
 
 TEST(SandboxCliTest, ServesOnUnixSocketItsSessionsCannotReach) {
-  std::string dir = MakeTempDir("nbrl-sandbox-serve");
+  testutil::TempDir tmp("nbrl-sandbox-serve");
+  const std::string& dir = tmp.path();
   std::string sock = dir + "/worker.sock";
   auto p =
       Subprocess::Start({Binary(), "run.dir=" + dir, "sandbox.address=unix:" + sock,

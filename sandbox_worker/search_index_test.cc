@@ -8,14 +8,17 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "sandbox_worker/session_manager.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::sandbox {
 namespace {
 
 using ::testing::HasSubstr;
 
+// A path in this test process's scratch directory, removed when it exits.
 std::string TempPath(const std::string& name) {
-  return testing::TempDir() + "/nbrl-search-" + std::to_string(getpid()) + "-" + name;
+  static const testutil::TempDir dir("nbrl-search-");
+  return dir.path() + "/" + name;
 }
 
 std::string WriteCorpus() {
