@@ -13,6 +13,7 @@
 
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -25,6 +26,7 @@
 #include "nbrl/v1/learner.grpc.pb.h"
 #include "nbrl/v1/sandbox.grpc.pb.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_run.h"
 
 namespace nbrl {
@@ -217,7 +219,8 @@ class AuthTest : public ::testing::Test {
       skip_ = "openssl is not installed (deploy/setup.sh installs it)";
       return;
     }
-    dir_ = testutil::MakeTempDir("nbrl-auth");
+    tmp_ = std::make_unique<testutil::TempDir>("nbrl-auth");
+    dir_ = tmp_->path();
     const std::string script =
         std::string(std::getenv("NBRL_SOURCE_DIR")) + "/deploy/make-certs.sh";
     for (const char* run : {"certs", "other"}) {
@@ -275,6 +278,7 @@ class AuthTest : public ::testing::Test {
       delete p;
     }
     learner_ = sandbox_ = nullptr;
+    tmp_.reset();  // after the processes that wrote into it
   }
   void SetUp() override {
     if (!skip_.empty()) GTEST_SKIP() << skip_;
@@ -321,6 +325,7 @@ class AuthTest : public ::testing::Test {
   }
 
   static inline std::string skip_;
+  static inline std::unique_ptr<testutil::TempDir> tmp_;
   static inline std::string dir_;
   static inline std::string config_;
   static inline testutil::TinyRun run_;

@@ -37,6 +37,7 @@
 #include "gtest/gtest.h"
 #include "learner/checkpoint.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_run.h"
 
 namespace nbrl {
@@ -100,7 +101,7 @@ uint32_t ChaosSeed() {
 class ChaosTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testutil::MakeTempDir("nbrl-chaos");
+    dir_ = tmp_.path();
     auto run = testutil::MakeTinyRun(dir_);
     ASSERT_TRUE(run.ok()) << run.status();
     run_dir_ = dir_ + "/run";
@@ -135,6 +136,7 @@ class ChaosTest : public ::testing::Test {
     return static_cast<int64_t>(testutil::StepRecords(run_dir_).size());
   }
 
+  testutil::TempDir tmp_{"nbrl-chaos"};
   std::string dir_, run_dir_, config_;
 };
 

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "model/checkpoint.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_run.h"
 
 namespace nbrl {
@@ -39,7 +40,8 @@ int NewestSampledVersion(absl::string_view log) {
 }
 
 TEST(ClusterTest, ActorsFeedTheLearnerAndFollowItsWeights) {
-  const std::string dir = testutil::MakeTempDir("nbrl-cluster");
+  testutil::TempDir tmp("nbrl-cluster");
+  const std::string& dir = tmp.path();
   auto run = testutil::MakeTinyRun(dir);
   ASSERT_TRUE(run.ok()) << run.status();
   const std::string ckpt = run->model;
@@ -100,7 +102,8 @@ TEST(ClusterTest, ActorsFeedTheLearnerAndFollowItsWeights) {
 // The warm-start path: the scripted expert's demonstrations, from actors through
 // the same stream, train the model with SFT, and the result is a checkpoint.
 TEST(ClusterTest, ScriptedActorsFeedAnSftWarmStart) {
-  const std::string dir = testutil::MakeTempDir("nbrl-sft");
+  testutil::TempDir tmp("nbrl-sft");
+  const std::string& dir = tmp.path();
   auto run = testutil::MakeTinyRun(dir);
   ASSERT_TRUE(run.ok()) << run.status();
   const std::string sock = "unix:" + dir + "/sandbox.sock";

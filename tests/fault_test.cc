@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "learner/checkpoint.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_run.h"
 
 namespace nbrl {
@@ -36,7 +37,7 @@ using testutil::Subprocess;
 class FaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testutil::MakeTempDir("nbrl-fault");
+    dir_ = tmp_.path();
     auto run = testutil::MakeTinyRun(dir_);
     ASSERT_TRUE(run.ok()) << run.status();
     run_ = *run;
@@ -74,6 +75,7 @@ class FaultTest : public ::testing::Test {
   }
 
   static constexpr int kSteps = 7;
+  testutil::TempDir tmp_{"nbrl-fault"};  // outlives the processes below
   std::string dir_, sock_;
   testutil::TinyRun run_;
   std::unique_ptr<Subprocess> sandbox_;

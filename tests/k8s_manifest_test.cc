@@ -32,6 +32,7 @@
 #include "common/nbrl_config.h"
 #include "gtest/gtest.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl {
 namespace {
@@ -202,8 +203,7 @@ class K8sManifestTest : public ::testing::Test {
     actors_.reset(by_kind_["Deployment"][0]);
 
     // The run's nbrl.yaml, from the ConfigMap, through our own loader.
-    dir_ = testutil::MakeTempDir("nbrl-k8s");
-    ASSERT_FALSE(dir_.empty());
+    dir_ = tmp_.path();
     for (const YAML::Node& cm : by_kind_["ConfigMap"]) {
       if (Found(cm["data"]["nbrl.yaml"])) config_map_.reset(cm);
     }
@@ -237,10 +237,6 @@ class K8sManifestTest : public ::testing::Test {
                       .ok());
       std::filesystem::permissions(stub, std::filesystem::perms::owner_all);
     }
-  }
-
-  void TearDown() override {
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
   const Config& config() const { return *config_; }
@@ -333,6 +329,7 @@ class K8sManifestTest : public ::testing::Test {
   Rendered rendered_;
   std::map<std::string, std::vector<YAML::Node>> by_kind_;
   YAML::Node learners_, actors_, config_map_;
+  testutil::TempDir tmp_{"nbrl-k8s"};
   std::string dir_, config_path_, stubs_;
   std::optional<Config> config_;
 };

@@ -20,6 +20,7 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_run.h"
 
 namespace nbrl {
@@ -59,7 +60,7 @@ std::set<std::string> TrainedActors(const std::string& run_dir) {
 class LaunchTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testutil::MakeTempDir("nbrl-launch");
+    dir_ = tmp_.path();
     auto run = testutil::MakeTinyRun(dir_);
     ASSERT_TRUE(run.ok()) << run.status();
     run_dir_ = dir_ + "/run";
@@ -92,6 +93,7 @@ class LaunchTest : public ::testing::Test {
     return p.ok() ? std::move(*p) : nullptr;
   }
 
+  testutil::TempDir tmp_{"nbrl-launch"};
   std::string dir_, run_dir_, config_;
 };
 

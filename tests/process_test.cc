@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl {
 namespace {
@@ -21,7 +22,6 @@ namespace {
 using ::testing::AllOf;
 using ::testing::HasSubstr;
 using testutil::BinaryPath;
-using testutil::MakeTempDir;
 using testutil::RunCommand;
 using testutil::Subprocess;
 
@@ -37,7 +37,8 @@ int MetricsPort(const std::string& ready_line) {
 }
 
 TEST(ProcessTest, SigtermFinishesInFlightWorkAndExitsZero) {
-  std::string dir = MakeTempDir("nbrl-probe");
+  testutil::TempDir tmp("nbrl-probe");
+  const std::string& dir = tmp.path();
   auto p = Subprocess::Start({Probe(), "run.dir=" + dir, "process.rank=3"});
   ASSERT_TRUE(p.ok()) << p.status();
   auto ready = (*p)->WaitForLine("ready", kStartTimeout);
@@ -76,7 +77,8 @@ TEST(ProcessTest, SigtermFinishesInFlightWorkAndExitsZero) {
 }
 
 TEST(ProcessTest, SigintAlsoStopsGracefully) {
-  std::string dir = MakeTempDir("nbrl-probe");
+  testutil::TempDir tmp("nbrl-probe");
+  const std::string& dir = tmp.path();
   auto p = Subprocess::Start({Probe(), "run.dir=" + dir, "metrics.enabled=false"});
   ASSERT_TRUE(p.ok());
   auto ready = (*p)->WaitForLine("ready", kStartTimeout);
@@ -90,7 +92,8 @@ TEST(ProcessTest, SigintAlsoStopsGracefully) {
 }
 
 TEST(ProcessTest, SecondSignalStopsAStuckProcessAtOnce) {
-  std::string dir = MakeTempDir("nbrl-probe");
+  testutil::TempDir tmp("nbrl-probe");
+  const std::string& dir = tmp.path();
   auto p = Subprocess::Start({Probe(), "run.dir=" + dir, "--stuck"});
   ASSERT_TRUE(p.ok());
   ASSERT_TRUE((*p)->WaitForLine("ready", kStartTimeout).ok());
@@ -117,7 +120,8 @@ TEST(ProcessTest, SecondSignalStopsAStuckProcessAtOnce) {
 }
 
 TEST(ProcessTest, GracePeriodBoundsAStuckShutdown) {
-  std::string dir = MakeTempDir("nbrl-probe");
+  testutil::TempDir tmp("nbrl-probe");
+  const std::string& dir = tmp.path();
   auto p = Subprocess::Start(
       {Probe(), "run.dir=" + dir, "process.shutdown_grace=300ms", "--stuck"});
   ASSERT_TRUE(p.ok());
@@ -146,7 +150,8 @@ TEST(ProcessTest, HelpAndVersion) {
 }
 
 TEST(ProcessTest, ConfigErrorsExitTwoWithTheProblem) {
-  std::string dir = MakeTempDir("nbrl-cfg");
+  testutil::TempDir tmp("nbrl-cfg");
+  const std::string& dir = tmp.path();
   std::string path = dir + "/run.yaml";
   std::ofstream(path) << "metrics:\n  prot: 9400\nlog:\n  level: loud\n";
   auto r = RunCommand({Probe(), "--config", path});
@@ -173,7 +178,8 @@ TEST(ProcessTest, ConfigErrorsExitTwoWithTheProblem) {
 }
 
 TEST(ProcessTest, MetricsPortInUseIsAClearStartupError) {
-  std::string dir = MakeTempDir("nbrl-probe");
+  testutil::TempDir tmp("nbrl-probe");
+  const std::string& dir = tmp.path();
   auto first = Subprocess::Start({Probe(), "run.dir=" + dir});
   ASSERT_TRUE(first.ok());
   auto ready = (*first)->WaitForLine("ready", kStartTimeout);

@@ -29,6 +29,7 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_run.h"
 
 namespace nbrl {
@@ -109,8 +110,7 @@ class PrometheusTest : public ::testing::Test {
     const char* src = std::getenv("NBRL_SOURCE_DIR");
     ASSERT_NE(src, nullptr) << "run through ctest (it sets NBRL_SOURCE_DIR)";
     src_ = src;
-    dir_ = testutil::MakeTempDir("nbrl-prometheus");
-    ASSERT_FALSE(dir_.empty());
+    dir_ = tmp_.path();
     run_dir_ = dir_ + "/run";
   }
 
@@ -136,6 +136,7 @@ class PrometheusTest : public ::testing::Test {
     return j["data"]["result"];
   }
 
+  testutil::TempDir tmp_{"nbrl-prometheus"};
   std::string src_, dir_, run_dir_;
   int prometheus_port_ = 0;
 };

@@ -20,6 +20,7 @@
 #include "model/bpe_trainer.h"
 #include "model/checkpoint.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl {
 namespace {
@@ -27,7 +28,8 @@ namespace {
 class ScriptedExpertTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(testutil::MakeTempDir("nbrl-expert"));
+    tmp_ = new testutil::TempDir("nbrl-expert");
+    dir_ = new std::string(tmp_->path());
     agent::TaskWorldOptions o;
     o.seed = 11;
     o.people = 80;
@@ -87,7 +89,10 @@ class ScriptedExpertTest : public ::testing::Test {
       EXPECT_TRUE(st.ok() && WIFEXITED(*st) && WEXITSTATUS(*st) == 0)
           << "nbrl-sandbox did not stop cleanly: " << server_->stderr_text();
       delete server_;
+      server_ = nullptr;
     }
+    delete tmp_;  // after the server that wrote into it
+    tmp_ = nullptr;
   }
 
   // Exact-match rate of the scripted policy with `noise` on the test split.
@@ -131,6 +136,7 @@ class ScriptedExpertTest : public ::testing::Test {
     return static_cast<double>(correct) / total;
   }
 
+  static testutil::TempDir* tmp_;
   static std::string* dir_;
   static std::string* address_;
   static agent::TaskWorld* world_;
@@ -138,6 +144,7 @@ class ScriptedExpertTest : public ::testing::Test {
   static model::Tokenizer* tokenizer_;
   static model::ChatTemplate* chat_;
 };
+testutil::TempDir* ScriptedExpertTest::tmp_ = nullptr;
 std::string* ScriptedExpertTest::dir_ = nullptr;
 std::string* ScriptedExpertTest::address_ = nullptr;
 agent::TaskWorld* ScriptedExpertTest::world_ = nullptr;

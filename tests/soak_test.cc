@@ -46,6 +46,7 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_run.h"
 
 namespace nbrl {
@@ -189,7 +190,7 @@ Growth RssGrowth(const std::vector<Sample>& settled) {
 class SoakTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testutil::MakeTempDir("nbrl-soak");
+    dir_ = tmp_.path();
     auto run = testutil::MakeTinyRun(dir_);
     ASSERT_TRUE(run.ok()) << run.status();
     run_dir_ = dir_ + "/run";
@@ -215,6 +216,7 @@ class SoakTest : public ::testing::Test {
             .ok());
   }
 
+  testutil::TempDir tmp_{"nbrl-soak"};
   std::string dir_, run_dir_, config_;
 };
 

@@ -194,13 +194,6 @@ std::string BinaryPath(const std::string& relative) {
   return absl::StrCat(dir ? dir : ".", "/", relative);
 }
 
-std::string MakeTempDir(const std::string& prefix) {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = absl::StrCat(base ? base : "/tmp", "/", prefix, "XXXXXX");
-  char* made = ::mkdtemp(tmpl.data());
-  return made ? std::string(made) : std::string();
-}
-
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;

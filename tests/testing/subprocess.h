@@ -71,9 +71,6 @@ int FreePort();
 // Path of a binary built by this project, from NBRL_BINARY_DIR (set by ctest).
 std::string BinaryPath(const std::string& relative);
 
-// A fresh empty directory under the test temp dir.
-std::string MakeTempDir(const std::string& prefix);
-
 }  // namespace nbrl::testutil
 
 #endif  // NBRL_TESTS_TESTING_SUBPROCESS_H_
