@@ -3,7 +3,8 @@
 #
 # Usage: NBRL_BINARY_DIR=build tests/quickstart_test.sh [--keep]
 #
-#   --keep   leave the temporary folder behind for a look (also kept on failure)
+#   --keep   leave the temporary folder behind for a look (NBRL_KEEP_TEST_TMP=1 does
+#            the same); otherwise it is removed at exit, also on failure
 #
 # Runs `deploy/quickstart.sh --small --skip-setup --build-dir $NBRL_BINARY_DIR`
 # into a temporary folder and checks the artefact of every phase: the task world
@@ -19,11 +20,12 @@ set -euo pipefail
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 fail() {
   echo "FAIL: $*" >&2
-  echo "(output and logs kept in $tmp)" >&2
+  [[ $keep == 1 ]] || echo "(--keep or NBRL_KEEP_TEST_TMP=1 keeps its files)" >&2
   exit 1
 }
 
 keep=0
+if [[ "${NBRL_KEEP_TEST_TMP:-0}" == 1 ]]; then keep=1; fi
 for arg in "$@"; do
   case "$arg" in
     --help | -h) usage; exit 0 ;;
@@ -38,7 +40,11 @@ build=$(cd "$build" && pwd)
 repo=$(cd "$(dirname "$0")/.." && pwd)
 nbrl=$build/cli/nbrl
 
-tmp=$(mktemp -d /tmp/nbrl-quickstart-test.XXXXXX)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/nbrl-quickstart-test.XXXXXX")
+cleanup() {
+  if [[ $keep == 1 ]]; then echo "kept: $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
 Q=$tmp/q
 
 # The recipes validate (every key exists, every value in range).
@@ -138,9 +144,4 @@ grep -q "^reusing .*\.done-report)" "$tmp/run3.log" && fail "the third run reuse
 have "$Q/.done-report"
 echo "ok: a removed stamp re-runs its phase only"
 
-if [[ $keep == 1 ]]; then
-  echo "kept: $tmp"
-else
-  rm -rf "$tmp"
-fi
 echo "PASS"

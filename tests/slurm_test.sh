@@ -21,7 +21,9 @@
 #   NBRL_BINARY_DIR       the build tree with cli/nbrl, learner/nbrl-learner,
 #                         actor/nbrl-actor, sandbox_worker/nbrl-sandbox (ctest sets
 #                         it; default: <repo>/build). Build them first.
-#   NBRL_SLURM_TEST_KEEP  1: keep the temporary folder (its path is printed).
+#   NBRL_SLURM_TEST_KEEP  1: keep the temporary folder (its path is printed);
+#                         NBRL_KEEP_TEST_TMP=1 too. Otherwise it is removed at
+#                         exit, also on failure (the logs' tails are printed).
 #
 # Exit status: 0 passed, 1 failed, 77 skipped (no Slurm or munge, not root, or
 # the daemons cannot start here).
@@ -58,7 +60,6 @@ T=$(mktemp -d /tmp/nbrl-slurm-test.XXXXXX)
 chmod 755 "$T" # munged wants its socket's folder searchable by all
 export SLURM_CONF=$T/slurm.conf
 daemon_pids=()
-failed=1
 
 # Everything this test started: jobs, then daemons, then any process of its jobs
 # left behind (they carry SLURM_CONF=<this folder>/slurm.conf in their
@@ -86,7 +87,7 @@ cleanup() {
       kill -KILL "${p#/proc/}" 2>/dev/null
     fi
   done
-  if [[ "$failed" == 0 && "${NBRL_SLURM_TEST_KEEP:-0}" != 1 ]]; then
+  if [[ "${NBRL_SLURM_TEST_KEEP:-0}" != 1 && "${NBRL_KEEP_TEST_TMP:-0}" != 1 ]]; then
     rm -rf "$T"
   else
     say "files kept in $T"
@@ -384,5 +385,4 @@ ckpt=$(printf '%s/run/checkpoints/step-%08d/manifest.json' "$T" "$stopped_at")
 [[ -f "$ckpt" ]] || fail "job 2: no checkpoint at the step it stopped at ($ckpt)"
 grep -q 'at step 2; ' "$T/run/logs/learner-0.log" ||
   fail "job 2: the learner did not resume from step 2"
-failed=0
 say "PASS: two jobs on two nodes; job 2 resumed at step 2 and stopped at step $stopped_at with a checkpoint"

@@ -4,6 +4,7 @@
 # Usage: NBRL_BINARY_DIR=build tests/ssh_test.sh [--keep]
 #
 #   --keep   leave the temporary folder (logs, run dirs) behind for a look
+#            (NBRL_KEEP_TEST_TMP=1 does the same)
 #
 # Builds two network namespaces joined by a veth pair (10.77.<r>.1 and .2), runs
 # an sshd in each (a generated host key, a generated client key, everything in a
@@ -43,6 +44,7 @@ fail() {
 }
 
 keep=0
+if [[ "${NBRL_KEEP_TEST_TMP:-0}" == 1 ]]; then keep=1; fi
 for arg in "$@"; do
   case "$arg" in
     --help | -h) usage; exit 0 ;;
