@@ -38,6 +38,12 @@ cmake --build "$build" -j "$jobs"
 echo "build took $(( $(date +%s) - start ))s"
 
 step "tests"
+# Every test removes its own temporary files (testutil::TempDir, traps in the
+# shell tests); a crashed or killed one cannot, so the suite, and the sanitizer
+# runs after it, get a TMPDIR of their own, removed at exit.
+test_tmp=$(mktemp -d /tmp/nbrl-test.XXXXXX)
+trap 'rm -rf "$test_tmp"' EXIT
+export TMPDIR=$test_tmp
 ctest_args=(--test-dir "$build" --output-on-failure --timeout 900)
 if [ "${NBRL_TEST_LONG:-0}" != 1 ]; then
   ctest_args+=(--label-exclude long)
