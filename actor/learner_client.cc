@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 #include "common/metrics.h"
+#include "common/weight_reader.h"
 #include "common/wire_names.h"
 #include "glog/logging.h"
 
@@ -293,27 +294,20 @@ void LearnerClient::WeightLoop(
     v1::SubscribeWeightsRequest req;
     req.set_actor_id(options_.actor_id);
     req.set_have_version(have_version);
-    auto reader = stub_->SubscribeWeights(&ctx, req);
     common::WeightAssembler assembler;
-    v1::WeightChunk chunk;
-    while (reader->Read(&chunk)) {
-      absl::StatusOr<std::shared_ptr<common::WeightVersion>> v = assembler.Add(chunk);
-      if (!v.ok()) {
-        LOG(WARNING) << "dropping a corrupt weight stream: " << v.status();
-        ctx.TryCancel();
-        break;
-      }
-      if (*v) {
-        have_version = (*v)->manifest.version();
-        {
-          absl::MutexLock lock(&mu_);
-          stats_.weight_versions++;
-        }
-        on_version(*std::move(v));
-        delay = options_.backoff_initial;
-      }
+    grpc::Status st = common::ReadWeightStream(
+        channel_, &ctx, req, &assembler, [&](std::shared_ptr<common::WeightVersion> v) {
+          have_version = v->manifest.version();
+          {
+            absl::MutexLock lock(&mu_);
+            stats_.weight_versions++;
+          }
+          on_version(std::move(v));
+          delay = options_.backoff_initial;
+        });
+    if (st.error_code() == grpc::StatusCode::DATA_LOSS) {
+      LOG(WARNING) << "dropped a corrupt weight stream: " << st.error_message();
     }
-    grpc::Status st = reader->Finish();
     {
       absl::MutexLock lock(&mu_);
       weight_context_ = nullptr;

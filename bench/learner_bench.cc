@@ -59,11 +59,12 @@
 #include "common/logging.h"
 #include "common/process.h"
 #include "common/status_macros.h"
+#include "common/weight_reader.h"
 #include "common/weight_stream.h"
+#include "google/protobuf/unknown_field_set.h"
 #include "learner/ingestor.h"
 #include "learner/learner_service.h"
 #include "learner/weight_publisher.h"
-#include "google/protobuf/unknown_field_set.h"
 #include "nbrl/v1/learner.grpc.pb.h"
 
 extern char** environ;
@@ -534,12 +535,15 @@ common::WeightVersion QwenShapedVersion(uint64_t bytes, std::string* summary) {
   return v;
 }
 
-// Follows SubscribeWeights as an actor does (WeightAssembler, which checks offsets,
-// per-chunk and whole-version CRC-32C) and notes when each version is complete.
+// Follows SubscribeWeights as an actor does (ReadWeightStream into a
+// WeightAssembler, which checks offsets, per-chunk and whole-version CRC-32C) and
+// notes when each version is complete.
 class WeightSubscriber {
  public:
   WeightSubscriber(std::shared_ptr<grpc::Channel> channel, std::string actor_id)
-      : stub_(LearnerService::NewStub(channel)), actor_id_(std::move(actor_id)) {}
+      : channel_(channel),
+        stub_(LearnerService::NewStub(channel)),
+        actor_id_(std::move(actor_id)) {}
   ~WeightSubscriber() {
     ctx_.TryCancel();
     if (thread_.joinable()) thread_.join();
@@ -565,26 +569,20 @@ class WeightSubscriber {
   void Loop() {
     v1::SubscribeWeightsRequest req;
     req.set_actor_id(actor_id_);
-    auto reader = stub_->SubscribeWeights(&ctx_, req);
     common::WeightAssembler assembler;
-    v1::WeightChunk chunk;
     absl::Status error;
-    while (error.ok() && reader->Read(&chunk)) {
-      absl::StatusOr<std::shared_ptr<common::WeightVersion>> v = assembler.Add(chunk);
-      if (!v.ok()) {
-        error = v.status();
-      } else if (*v != nullptr) {
-        absl::Time now = absl::Now();
-        if ((*v)->bytes.size() != (*v)->manifest.total_bytes()) {
-          error = absl::DataLossError("an assembled version has the wrong size");
-        }
-        absl::MutexLock lock(&mu_);
-        done_version_ = (*v)->manifest.version();
-        done_at_ = now;
-      }
-    }
-    if (!error.ok()) ctx_.TryCancel();
-    grpc::Status st = reader->Finish();
+    grpc::Status st = common::ReadWeightStream(
+        channel_, &ctx_, req, &assembler,
+        [&](std::shared_ptr<common::WeightVersion> v) {
+          absl::Time now = absl::Now();
+          if (v->bytes.size() != v->manifest.total_bytes()) {
+            error = absl::DataLossError("an assembled version has the wrong size");
+            ctx_.TryCancel();
+          }
+          absl::MutexLock lock(&mu_);
+          done_version_ = v->manifest.version();
+          done_at_ = now;
+        });
     if (error.ok()) {
       error = absl::UnavailableError(
           absl::StrCat("the weight stream ended: ", st.error_message()));
@@ -593,6 +591,7 @@ class WeightSubscriber {
     error_ = error;
   }
 
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<LearnerService::Stub> stub_;
   const std::string actor_id_;
   grpc::ClientContext ctx_;

@@ -260,7 +260,7 @@ std::string ServerAuth::Describe() const {
 }
 
 grpc::Status ServerAuth::Refuse(const char* reason, const std::string& message,
-                                const grpc::ServerContext& context,
+                                const grpc::ServerContextBase& context,
                                 absl::string_view method) const {
   const uint64_t n = ++refused_;
   if (failures_ != nullptr) failures_->Add({{"reason", reason}}).Increment();
@@ -269,7 +269,7 @@ grpc::Status ServerAuth::Refuse(const char* reason, const std::string& message,
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, message);
 }
 
-grpc::Status ServerAuth::Check(const grpc::ServerContext& context,
+grpc::Status ServerAuth::Check(const grpc::ServerContextBase& context,
                                absl::string_view method) const {
   if (mutual_tls_) {
     std::shared_ptr<const grpc::AuthContext> peer = context.auth_context();

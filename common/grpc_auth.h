@@ -144,7 +144,7 @@ class ServerAuth {
   // configured) and, under mutual TLS, came with a verified client certificate.
   // Otherwise UNAUTHENTICATED with a message saying what is missing; the refusal
   // is counted and logged (rate-limited) with `method` and the peer.
-  grpc::Status Check(const grpc::ServerContext& context,
+  grpc::Status Check(const grpc::ServerContextBase& context,
                      absl::string_view method) const;
 
   bool tls() const { return tls_; }
@@ -156,7 +156,7 @@ class ServerAuth {
  private:
   ServerAuth(AuthMaterial material, bool tls, bool mutual_tls);
   grpc::Status Refuse(const char* reason, const std::string& message,
-                      const grpc::ServerContext& context,
+                      const grpc::ServerContextBase& context,
                       absl::string_view method) const;
 
   // Constant after construction.
@@ -171,7 +171,7 @@ class ServerAuth {
 
 // `auth` may be null (no checks: tests and in-process channels): OK then.
 inline grpc::Status Authenticate(const ServerAuth* auth,
-                                 const grpc::ServerContext& context,
+                                 const grpc::ServerContextBase& context,
                                  absl::string_view method) {
   return auth == nullptr ? grpc::Status::OK : auth->Check(context, method);
 }

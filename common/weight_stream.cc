@@ -8,6 +8,14 @@
 #include "common/crc32c.h"
 
 namespace nbrl::common {
+namespace {
+
+// 0 means the default chunk size, 1 MiB.
+size_t EffectiveChunkBytes(size_t chunk_bytes) {
+  return chunk_bytes == 0 ? size_t{1} << 20 : chunk_bytes;
+}
+
+}  // namespace
 
 absl::Status ValidateWeightVersion(const WeightVersion& v) {
   const v1::WeightManifest& m = v.manifest;
@@ -44,43 +52,52 @@ absl::Status ValidateWeightVersion(const WeightVersion& v) {
   return absl::OkStatus();
 }
 
-std::vector<uint32_t> ChunkCrcs(const WeightVersion& v, size_t chunk_bytes) {
-  if (chunk_bytes == 0) chunk_bytes = 1 << 20;
-  std::vector<uint32_t> crcs;
+size_t ChunkCount(const WeightVersion& v, size_t chunk_bytes) {
+  chunk_bytes = EffectiveChunkBytes(chunk_bytes);
   const uint64_t total = v.bytes.size();
-  uint64_t offset = 0;
-  do {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, total - offset));
-    crcs.push_back(Crc32c(v.bytes.data() + offset, n));
-    offset += n;
-  } while (offset < total);
+  return total == 0 ? 1 : static_cast<size_t>((total + chunk_bytes - 1) / chunk_bytes);
+}
+
+absl::string_view ChunkData(const WeightVersion& v, size_t chunk_bytes, size_t index) {
+  chunk_bytes = EffectiveChunkBytes(chunk_bytes);
+  const uint64_t offset = uint64_t{index} * chunk_bytes, total = v.bytes.size();
+  if (offset >= total) return absl::string_view();
+  return absl::string_view(v.bytes).substr(offset, chunk_bytes);
+}
+
+v1::WeightChunk ChunkHeader(const WeightVersion& v, size_t chunk_bytes, size_t index,
+                            uint32_t crc32c) {
+  v1::WeightChunk chunk;
+  chunk.set_version(v.manifest.version());
+  if (index == 0) *chunk.mutable_manifest() = v.manifest;
+  chunk.set_offset(uint64_t{index} * EffectiveChunkBytes(chunk_bytes));
+  chunk.set_crc32c(crc32c);
+  chunk.set_last(index + 1 == ChunkCount(v, chunk_bytes));
+  return chunk;
+}
+
+std::vector<uint32_t> ChunkCrcs(const WeightVersion& v, size_t chunk_bytes) {
+  std::vector<uint32_t> crcs(ChunkCount(v, chunk_bytes));
+  for (size_t i = 0; i < crcs.size(); ++i) {
+    absl::string_view data = ChunkData(v, chunk_bytes, i);
+    crcs[i] = Crc32c(data.data(), data.size());
+  }
   return crcs;
 }
 
 bool ForEachChunk(const WeightVersion& v, size_t chunk_bytes,
                   const std::function<bool(const v1::WeightChunk&)>& write,
                   const std::vector<uint32_t>* crcs) {
-  if (chunk_bytes == 0) chunk_bytes = 1 << 20;
-  const uint64_t total = v.bytes.size();
-  uint64_t offset = 0;
-  size_t index = 0;
-  // One message for every chunk: its data buffer is allocated once, not per chunk.
-  v1::WeightChunk chunk;
-  chunk.set_version(v.manifest.version());
-  *chunk.mutable_manifest() = v.manifest;
-  do {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, total - offset));
-    chunk.set_offset(offset);
-    chunk.set_data(v.bytes.data() + offset, n);
-    chunk.set_crc32c(crcs != nullptr && index < crcs->size()
-                         ? (*crcs)[index]
-                         : Crc32c(v.bytes.data() + offset, n));
-    offset += n;
-    ++index;
-    chunk.set_last(offset == total);
+  const size_t count = ChunkCount(v, chunk_bytes);
+  for (size_t i = 0; i < count; ++i) {
+    absl::string_view data = ChunkData(v, chunk_bytes, i);
+    v1::WeightChunk chunk = ChunkHeader(v, chunk_bytes, i,
+                                        crcs != nullptr && i < crcs->size()
+                                            ? (*crcs)[i]
+                                            : Crc32c(data.data(), data.size()));
+    chunk.set_data(data.data(), data.size());
     if (!write(chunk)) return false;
-    if (index == 1) chunk.clear_manifest();
-  } while (offset < total);
+  }
   return true;
 }
 
@@ -94,6 +111,12 @@ WeightAssembler::WeightAssembler(uint64_t max_spare_bytes)
 
 absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
     const v1::WeightChunk& chunk) {
+  const absl::string_view data = chunk.data();
+  return Add(chunk, absl::MakeConstSpan(&data, 1));
+}
+
+absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
+    const v1::WeightChunk& chunk, absl::Span<const absl::string_view> pieces) {
   auto fail = [&](const std::string& why) {
     partial_.reset();
     return absl::DataLossError(absl::StrCat("weight chunk of version ", chunk.version(),
@@ -127,15 +150,21 @@ absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
   if (chunk.offset() != next_offset_) {
     return fail(absl::StrCat("expected offset ", next_offset_));
   }
-  const std::string& data = chunk.data();
-  if (data.size() > partial_->manifest.total_bytes() - next_offset_) {
+  uint64_t size = 0;
+  for (absl::string_view piece : pieces) size += piece.size();
+  if (size > partial_->manifest.total_bytes() - next_offset_) {
     return fail("data runs past the version's size");
   }
-  const uint32_t crc = Crc32c(data.data(), data.size());
+  // Checksum and copy piece by piece, each while it is in cache (a bad chunk
+  // drops the partial version, copied bytes and all).
+  uint32_t crc = 0;
+  for (absl::string_view piece : pieces) {
+    crc = Crc32c(piece.data(), piece.size(), crc);
+    partial_->bytes.append(piece.data(), piece.size());
+  }
   if (crc != chunk.crc32c()) return fail("chunk checksum mismatch");
-  partial_->bytes.append(data);
-  running_crc_ = Crc32cCombine(running_crc_, crc, data.size());
-  next_offset_ += data.size();
+  running_crc_ = Crc32cCombine(running_crc_, crc, size);
+  next_offset_ += size;
   if (!chunk.last()) return std::shared_ptr<WeightVersion>();
   if (next_offset_ != partial_->manifest.total_bytes()) {
     return fail(absl::StrCat("last chunk ends at ", next_offset_, " of ",

@@ -17,6 +17,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "nbrl/v1/learner.pb.h"
 
 namespace nbrl::common {
@@ -33,6 +35,19 @@ absl::Status ValidateWeightVersion(const WeightVersion& version);
 // The CRC-32C of each chunk ForEachChunk cuts `version` into at `chunk_bytes`.
 // A publisher computes them once per version rather than once per subscriber.
 std::vector<uint32_t> ChunkCrcs(const WeightVersion& version, size_t chunk_bytes);
+
+// How many chunks `version` is cut into at `chunk_bytes` (at least 1).
+size_t ChunkCount(const WeightVersion& version, size_t chunk_bytes);
+
+// Chunk `index` (< ChunkCount) of `version` without its data: version, offset,
+// crc32c (given), `last`, and the manifest on the first chunk. Its data is
+// ChunkData(version, chunk_bytes, index), a view into version.bytes; a sender may
+// append it as field 4 after the header's encoding without copying it (protobuf
+// parsers accept fields in any order).
+v1::WeightChunk ChunkHeader(const WeightVersion& version, size_t chunk_bytes,
+                            size_t index, uint32_t crc32c);
+absl::string_view ChunkData(const WeightVersion& version, size_t chunk_bytes,
+                            size_t index);
 
 // Calls `write` with each chunk of `version` in order (the first carries the
 // manifest, the last has `last` set), `chunk_bytes` of data each (the last may be
@@ -63,6 +78,11 @@ class WeightAssembler {
   // version, offset or size, bad checksum, missing manifest). After an error the
   // partial version is dropped and the next version must start with its manifest.
   absl::StatusOr<std::shared_ptr<WeightVersion>> Add(const v1::WeightChunk& chunk);
+  // The same for a chunk whose data is given apart from its header (whose own
+  // data is ignored), in pieces: the receive buffers of a raw stream
+  // (weight_reader.h). Each piece is checksummed and copied once.
+  absl::StatusOr<std::shared_ptr<WeightVersion>> Add(
+      const v1::WeightChunk& header, absl::Span<const absl::string_view> data);
 
  private:
   struct Spare;  // the recycled buffer, shared with the versions' deleters

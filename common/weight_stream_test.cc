@@ -32,8 +32,13 @@ TEST(Crc32cTest, PortableAndHardwareAgree) {
   std::string data(100003, '\0');
   for (size_t i = 0; i < data.size(); ++i)
     data[i] = static_cast<char>(i * 2654435761u >> 13);
-  for (size_t n : {0, 1, 7, 8, 9, 63, 4096, 100003}) {
+  // Around the interleaved loop's 3 x 8 KiB blocks too, and continuing a CRC.
+  for (size_t n : {0, 1, 7, 8, 9, 63, 4096, 24575, 24576, 24577, 49157, 100003}) {
     EXPECT_EQ(Crc32c(data.data(), n), internal::Crc32cPortable(data.data(), n)) << n;
+    const size_t m = std::min(n, data.size() - 3);
+    EXPECT_EQ(Crc32c(data.data() + 3, m, 0x1234567u),
+              internal::Crc32cPortable(data.data() + 3, m, 0x1234567u))
+        << m;
   }
   EXPECT_EQ(internal::Crc32cPortable("123456789", 9), 0xE3069283u);
 }

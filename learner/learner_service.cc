@@ -22,7 +22,151 @@ grpc::Status CheckActorId(const std::string& actor_id) {
       ValidateText("actor_id", actor_id, kMaxIdBytes, /*required=*/true));
 }
 
+// A reactor that only reports `status`: refused subscriptions.
+class RefusedWeightStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit RefusedWeightStream(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+// slice user data: keeps the published version alive while gRPC holds the slice.
+void ReleaseVersion(void* user_data) {
+  delete static_cast<std::shared_ptr<const PublishedVersion>*>(user_data);
+}
+
+// Chunk `index` of `p` as a serialized nbrl.v1.WeightChunk whose data is not
+// copied: the header's encoding, then field 4 (data) as its tag and length, then
+// a slice that points into the published version and holds a reference to it.
+grpc::ByteBuffer EncodeChunk(const std::shared_ptr<const PublishedVersion>& p,
+                             size_t index) {
+  const common::WeightVersion& v = *p->version();
+  absl::string_view data = common::ChunkData(v, p->chunk_bytes(), index);
+  std::string head = common::ChunkHeader(v, p->chunk_bytes(), index, p->ChunkCrc(index))
+                         .SerializeAsString();
+  if (data.empty()) {
+    grpc::Slice only(head);
+    return grpc::ByteBuffer(&only, 1);
+  }
+  constexpr uint8_t kDataTag = (v1::WeightChunk::kDataFieldNumber << 3) | 2;
+  head.push_back(static_cast<char>(kDataTag));
+  for (uint64_t n = data.size(); true; n >>= 7) {  // varint length
+    if (n < 0x80) {
+      head.push_back(static_cast<char>(n));
+      break;
+    }
+    head.push_back(static_cast<char>((n & 0x7f) | 0x80));
+  }
+  grpc::Slice slices[2] = {
+      grpc::Slice(head),
+      grpc::Slice(const_cast<char*>(data.data()), data.size(), &ReleaseVersion,
+                  new std::shared_ptr<const PublishedVersion>(p))};
+  return grpc::ByteBuffer(slices, 2);
+}
+
 }  // namespace
+
+// One subscriber's weight stream: sends the current version when it differs from
+// the subscriber's, one chunk in flight at a time, then waits (no thread held) for
+// the publisher to wake it. A version is always sent whole; a subscriber that is
+// slower than the publications gets the newest one next. Ends OK after the
+// publisher's Close (between versions), CANCELLED when the subscriber goes away.
+class LearnerServiceImpl::WeightStream final
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  WeightStream(WeightPublisher* publisher, uint64_t have_version)
+      : publisher_(publisher), have_(have_version) {
+    subscription_ = publisher_->Subscribe([this] { Pump(); });
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        broken_ = true;
+      } else {
+        publisher_->RecordSent(sent_bytes_);
+        if (++index_ == sending_->chunk_count()) {
+          publisher_->RecordServed(absl::Now() - started_);
+          have_ = sending_->number();
+          sending_.reset();
+        }
+      }
+    }
+    Pump();
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      broken_ = true;
+    }
+    Pump();
+  }
+
+  void OnDone() override {
+    publisher_->Unsubscribe(subscription_);  // no Pump runs after this
+    delete this;
+  }
+
+ private:
+  // Starts the next write or finishes the call, if either is due. Called from
+  // gRPC's reactions and from the publisher's wake-ups.
+  void Pump() {
+    grpc::Status finish;
+    bool write = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_ || writing_) return;
+      if (!broken_ && sending_ == nullptr) {
+        std::shared_ptr<const PublishedVersion> current =
+            publisher_->current_published();
+        if (publisher_->closed()) {
+          finish = grpc::Status::OK;
+        } else if (current == nullptr || current->number() == have_) {
+          return;  // wait for a wake-up
+        } else {
+          sending_ = std::move(current);
+          index_ = 0;
+          started_ = absl::Now();
+        }
+      }
+      if (broken_) {
+        finish = grpc::Status::CANCELLED;
+      } else if (sending_ != nullptr) {
+        buffer_ = EncodeChunk(sending_, index_);
+        sent_bytes_ =
+            common::ChunkData(*sending_->version(), sending_->chunk_bytes(), index_)
+                .size();
+        writing_ = write = true;
+      }
+      finished_ = !write;
+    }
+    // Outside the lock, so that no reaction can ever wait for it. While writing_
+    // nothing else touches buffer_ and the call cannot end; after Finish, OnDone
+    // may run (and delete this) at once, so nothing here touches a member then.
+    if (write) {
+      StartWrite(&buffer_);
+    } else {
+      Finish(finish);
+    }
+  }
+
+  WeightPublisher* const publisher_;
+  uint64_t subscription_ = 0;
+
+  absl::Mutex mu_;
+  uint64_t have_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const PublishedVersion> sending_ ABSL_GUARDED_BY(mu_);
+  size_t index_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t sent_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time started_ ABSL_GUARDED_BY(mu_);
+  grpc::ByteBuffer buffer_ ABSL_GUARDED_BY(mu_);  // the chunk in flight
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 void LearnerServiceImpl::AddTo(grpc::ServerBuilder* builder) {
   builder->RegisterService(this);
@@ -183,27 +327,35 @@ grpc::Status LearnerServiceImpl::PushTrajectories(
   return grpc::Status::OK;
 }
 
-grpc::Status LearnerServiceImpl::SubscribeWeights(
-    grpc::ServerContext* context, const v1::SubscribeWeightsRequest* request,
-    grpc::ServerWriter<v1::WeightChunk>* writer) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* LearnerServiceImpl::SubscribeWeights(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw_request) {
   // Weights are never served to an unauthenticated caller.
   if (grpc::Status s =
           common::Authenticate(options_.auth, *context, "SubscribeWeights");
       !s.ok()) {
-    return s;
+    return new RefusedWeightStream(s);
   }
-  if (grpc::Status s = CheckActorId(request->actor_id()); !s.ok()) return s;
-  if (!Known(request->actor_id())) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("actor '", request->actor_id(),
-                                     "' is not registered; call RegisterActor first"));
+  v1::SubscribeWeightsRequest request;
+  grpc::ByteBuffer copy = *raw_request;  // Deserialize consumes its buffer
+  if (grpc::Status s =
+          grpc::SerializationTraits<v1::SubscribeWeightsRequest>::Deserialize(&copy,
+                                                                              &request);
+      !s.ok()) {
+    return new RefusedWeightStream(
+        grpc::Status(grpc::StatusCode::INTERNAL,
+                     "SubscribeWeights: the request does not parse as "
+                     "nbrl.v1.SubscribeWeightsRequest"));
   }
-  absl::Status st = publisher_->Serve(
-      request->have_version(),
-      [writer](const v1::WeightChunk& chunk) { return writer->Write(chunk); },
-      [context] { return context->IsCancelled(); });
-  if (absl::IsCancelled(st)) return grpc::Status::CANCELLED;
-  return common::ToGrpcStatus(st);
+  if (grpc::Status s = CheckActorId(request.actor_id()); !s.ok()) {
+    return new RefusedWeightStream(s);
+  }
+  if (!Known(request.actor_id())) {
+    return new RefusedWeightStream(
+        grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                     absl::StrCat("actor '", request.actor_id(),
+                                  "' is not registered; call RegisterActor first")));
+  }
+  return new WeightStream(publisher_, request.have_version());
 }
 
 grpc::Status LearnerServiceImpl::Status(grpc::ServerContext* context,

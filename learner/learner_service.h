@@ -57,7 +57,13 @@ struct LearnerServiceOptions {
   int max_message_bytes = 256 << 20;
 };
 
-class LearnerServiceImpl final : public v1::LearnerService::Service {
+// SubscribeWeights uses gRPC's callback API on raw bytes, so that each chunk's data
+// goes out straight from the published version, shared by every subscriber,
+// instead of being copied into a message and again into its encoding per
+// subscriber; the other methods are synchronous.
+class LearnerServiceImpl final
+    : public v1::LearnerService::WithRawCallbackMethod_SubscribeWeights<
+          v1::LearnerService::Service> {
  public:
   // Not owned; must outlive the service. With a registry the service exports
   // nbrl_learner_actor_heartbeat_timestamp_seconds{actor}.
@@ -78,9 +84,9 @@ class LearnerServiceImpl final : public v1::LearnerService::Service {
   grpc::Status PushTrajectories(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<v1::GroupAck, v1::TrajectoryGroup>* stream) override;
-  grpc::Status SubscribeWeights(grpc::ServerContext* context,
-                                const v1::SubscribeWeightsRequest* request,
-                                grpc::ServerWriter<v1::WeightChunk>* writer) override;
+  // A serialized nbrl.v1.SubscribeWeightsRequest in, serialized WeightChunks out.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* SubscribeWeights(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
   grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
                       v1::StatusResponse* response) override;
 
@@ -96,6 +102,7 @@ class LearnerServiceImpl final : public v1::LearnerService::Service {
   int WaitUntilActorsTold(absl::Time deadline);
 
  private:
+  class WeightStream;
   struct ActorInfo {
     std::string hostname;
     uint32_t pid = 0;

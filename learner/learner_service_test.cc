@@ -318,31 +318,118 @@ TEST_F(LearnerServiceTest, SubscriberThatHasTheCurrentVersionWaitsForTheNext) {
   EXPECT_EQ(versions[0]->manifest.version(), 6u);
 }
 
-TEST(WeightPublisherTest, SubscriberBusyWithAVersionSkipsToTheNewest) {
-  WeightPublisher publisher(WeightPublisherOptions{/*chunk_bytes=*/1000}, nullptr);
-  publisher.Publish(std::make_shared<common::WeightVersion>(Version(1, 5000)));
+// While a subscriber is still receiving version 1, versions 2, 3 and 4 appear: it
+// gets 4 next. Version 1 is 32 MiB so that gRPC's flow control keeps most of it
+// at the server until the reader goes on.
+TEST_F(LearnerServiceTest, SubscriberBusyWithAVersionSkipsToTheNewest) {
+  Start();
+  Register();
+  publisher_->Publish(std::make_shared<common::WeightVersion>(Version(1, 32 << 20)));
   std::vector<uint64_t> started;
-  int complete = 0;
+  grpc::ClientContext ctx;
+  v1::SubscribeWeightsRequest req;
+  req.set_actor_id("actor-0");
+  auto reader = stub_->SubscribeWeights(&ctx, req);
   common::WeightAssembler assembler;
-  absl::Status st = publisher.Serve(
-      0,
-      [&](const v1::WeightChunk& chunk) {
-        if (chunk.has_manifest()) started.push_back(chunk.version());
-        if (chunk.version() == 1 && chunk.offset() == 1000) {
-          // While this subscriber is still receiving version 1, three more appear.
-          for (uint64_t n = 2; n <= 4; ++n) {
-            publisher.Publish(
-                std::make_shared<common::WeightVersion>(Version(n, 5000)));
-          }
+  v1::WeightChunk chunk;
+  int complete = 0;
+  while (complete < 2 && reader->Read(&chunk)) {
+    if (chunk.has_manifest()) {
+      started.push_back(chunk.version());
+      if (chunk.version() == 1) {
+        for (uint64_t n = 2; n <= 4; ++n) {
+          publisher_->Publish(
+              std::make_shared<common::WeightVersion>(Version(n, 5000)));
         }
-        auto v = assembler.Add(chunk);
-        EXPECT_TRUE(v.ok()) << v.status();
-        if (v.ok() && *v) ++complete;
-        return true;
-      },
-      [&] { return complete >= 2; });
+      }
+    }
+    auto v = assembler.Add(chunk);
+    ASSERT_TRUE(v.ok()) << v.status();
+    if (*v) ++complete;
+  }
+  ctx.TryCancel();
   EXPECT_EQ(started, (std::vector<uint64_t>{1, 4}));
-  EXPECT_TRUE(absl::IsCancelled(st));
+}
+
+// Each chunk's data on the wire is the published version's bytes; a version of 0
+// bytes is one chunk without data. Chunk boundaries follow chunk_bytes (1000).
+TEST_F(LearnerServiceTest, ChunksCarryTheVersionBytesAndChecksums) {
+  Start();
+  Register();
+  common::WeightVersion v = Version(7, 2500);
+  for (size_t i = 0; i < v.bytes.size(); ++i) v.bytes[i] = static_cast<char>(i * 31);
+  v.manifest.set_crc32c(common::Crc32c(v.bytes.data(), v.bytes.size()));
+  publisher_->Publish(std::make_shared<common::WeightVersion>(v));
+  grpc::ClientContext ctx;
+  v1::SubscribeWeightsRequest req;
+  req.set_actor_id("actor-0");
+  auto reader = stub_->SubscribeWeights(&ctx, req);
+  std::vector<v1::WeightChunk> chunks(3);
+  for (auto& c : chunks) ASSERT_TRUE(reader->Read(&c));
+  ctx.TryCancel();
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    EXPECT_EQ(chunks[i].version(), 7u);
+    EXPECT_EQ(chunks[i].offset(), i * 1000);
+    EXPECT_EQ(chunks[i].data(), v.bytes.substr(i * 1000, 1000));
+    EXPECT_EQ(chunks[i].crc32c(),
+              common::Crc32c(chunks[i].data().data(), chunks[i].data().size()));
+    EXPECT_EQ(chunks[i].has_manifest(), i == 0);
+    EXPECT_EQ(chunks[i].last(), i == 2);
+  }
+
+  publisher_->Publish(std::make_shared<common::WeightVersion>(Version(8, 0)));
+  grpc::ClientContext ctx2;
+  req.set_have_version(7);
+  auto reader2 = stub_->SubscribeWeights(&ctx2, req);
+  v1::WeightChunk empty;
+  ASSERT_TRUE(reader2->Read(&empty));
+  ctx2.TryCancel();
+  EXPECT_EQ(empty.version(), 8u);
+  EXPECT_TRUE(empty.last());
+  EXPECT_TRUE(empty.data().empty());
+}
+
+// A subscriber waiting for a version leaves when it cancels; Close ends the
+// streams that are waiting, with OK; an unregistered actor is refused.
+TEST_F(LearnerServiceTest, WeightStreamsEndOnCancelCloseAndRefusal) {
+  Start();
+  Register();
+  publisher_->Publish(std::make_shared<common::WeightVersion>(Version(1, 10)));
+  v1::SubscribeWeightsRequest req;
+  req.set_actor_id("actor-0");
+  req.set_have_version(1);
+  {
+    grpc::ClientContext ctx;
+    auto reader = stub_->SubscribeWeights(&ctx, req);
+    std::thread cancel([&] {
+      absl::SleepFor(absl::Milliseconds(100));
+      ctx.TryCancel();
+    });
+    v1::WeightChunk chunk;
+    EXPECT_FALSE(reader->Read(&chunk));
+    cancel.join();
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  {
+    grpc::ClientContext ctx;
+    auto reader = stub_->SubscribeWeights(&ctx, req);
+    std::thread close([&] {
+      absl::SleepFor(absl::Milliseconds(100));
+      publisher_->Close();
+    });
+    v1::WeightChunk chunk;
+    EXPECT_FALSE(reader->Read(&chunk));
+    close.join();
+    EXPECT_TRUE(reader->Finish().ok());
+  }
+  {
+    grpc::ClientContext ctx;
+    req.set_actor_id("stranger");
+    auto reader = stub_->SubscribeWeights(&ctx, req);
+    v1::WeightChunk chunk;
+    EXPECT_FALSE(reader->Read(&chunk));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  }
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "absl/base/call_once.h"
 #include "absl/time/clock.h"
+#include "common/crc32c.h"
 #include "common/metrics.h"
 #include "glog/logging.h"
 
@@ -36,27 +37,47 @@ struct WeightPublisher::Metrics {
   prometheus::Histogram& send_seconds;
 };
 
-struct WeightPublisher::Published {
-  std::shared_ptr<const common::WeightVersion> version;
-  absl::once_flag crcs_once;
-  std::vector<uint32_t> crcs;  // set under crcs_once
-  uint64_t number() const { return version->manifest.version(); }
-};
+PublishedVersion::PublishedVersion(std::shared_ptr<const common::WeightVersion> version,
+                                   size_t chunk_bytes)
+    : version_(std::move(version)),
+      chunk_bytes_(chunk_bytes),
+      count_(common::ChunkCount(*version_, chunk_bytes)),
+      once_(new absl::once_flag[count_]),
+      crcs_(new uint32_t[count_]) {}
+
+uint32_t PublishedVersion::ChunkCrc(size_t index) const {
+  CHECK_LT(index, count_);
+  absl::call_once(once_[index], [&] {
+    absl::string_view data = common::ChunkData(*version_, chunk_bytes_, index);
+    crcs_[index] = common::Crc32c(data.data(), data.size());
+  });
+  return crcs_[index];
+}
 
 WeightPublisher::WeightPublisher(WeightPublisherOptions options,
                                  prometheus::Registry* registry)
     : options_(options) {
   if (registry) metrics_ = std::make_shared<Metrics>(*registry);
+  notifier_ = std::thread([this] { NotifyLoop(); });
+}
+
+WeightPublisher::~WeightPublisher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  notifier_.join();
 }
 
 void WeightPublisher::Publish(std::shared_ptr<const common::WeightVersion> version) {
+  auto published = std::make_shared<const PublishedVersion>(std::move(version),
+                                                            options_.chunk_bytes);
   absl::MutexLock lock(&mu_);
-  CHECK(current_ == nullptr || version->manifest.version() > current_->number())
-      << "weight versions must increase: " << version->manifest.version() << " after "
+  CHECK(current_ == nullptr || published->number() > current_->number())
+      << "weight versions must increase: " << published->number() << " after "
       << current_->number();
-  auto published = std::make_shared<Published>();
-  published->version = std::move(version);
   current_ = std::move(published);
+  wake_pending_ = true;
   if (metrics_) metrics_->versions.Increment();
 }
 
@@ -67,61 +88,63 @@ uint64_t WeightPublisher::current_version() const {
 
 std::shared_ptr<const common::WeightVersion> WeightPublisher::current() const {
   absl::MutexLock lock(&mu_);
-  return current_ ? current_->version : nullptr;
+  return current_ ? current_->version() : nullptr;
 }
 
-absl::Status WeightPublisher::Serve(
-    uint64_t have_version, const std::function<bool(const v1::WeightChunk&)>& write,
-    const std::function<bool()>& cancelled) {
+std::shared_ptr<const PublishedVersion> WeightPublisher::current_published() const {
+  absl::MutexLock lock(&mu_);
+  return current_;
+}
+
+bool WeightPublisher::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
+uint64_t WeightPublisher::Subscribe(std::function<void()> wake) {
+  absl::MutexLock lock(&subscribers_mu_);
+  const uint64_t id = next_id_++;
+  subscribers_.emplace(id, std::move(wake));
   if (metrics_) metrics_->subscribers.Increment();
-  struct Done {
-    Metrics* m;
-    ~Done() {
-      if (m) m->subscribers.Decrement();
-    }
-  } done{metrics_.get()};
+  return id;
+}
+
+void WeightPublisher::Unsubscribe(uint64_t id) {
+  absl::MutexLock lock(&subscribers_mu_);
+  if (subscribers_.erase(id) > 0 && metrics_) metrics_->subscribers.Decrement();
+}
+
+void WeightPublisher::RecordSent(size_t bytes) {
+  if (metrics_) metrics_->sent_bytes.Increment(static_cast<double>(bytes));
+}
+
+void WeightPublisher::RecordServed(absl::Duration took) {
+  if (metrics_) {
+    metrics_->served.Increment();
+    metrics_->send_seconds.Observe(absl::ToDoubleSeconds(took));
+  }
+}
+
+void WeightPublisher::NotifyLoop() {
   while (true) {
-    std::shared_ptr<Published> next;
     {
       absl::MutexLock lock(&mu_);
-      auto newer = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return closed_ || (current_ && current_->number() != have_version);
+      auto due = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return wake_pending_ || stopping_;
       };
-      // Wake up now and then to notice a cancelled subscriber.
-      while (!mu_.AwaitWithTimeout(absl::Condition(&newer), absl::Milliseconds(200))) {
-        if (cancelled()) return absl::CancelledError("weight subscriber went away");
-      }
-      if (closed_) return absl::OkStatus();
-      next = current_;
+      mu_.Await(absl::Condition(&due));
+      if (!wake_pending_) return;  // stopping, nothing left to tell
+      wake_pending_ = false;
     }
-    absl::Time start = absl::Now();
-    absl::call_once(next->crcs_once, [&] {
-      next->crcs = common::ChunkCrcs(*next->version, options_.chunk_bytes);
-    });
-    if (!common::ForEachChunk(
-            *next->version, options_.chunk_bytes,
-            [&](const v1::WeightChunk& chunk) {
-              if (cancelled() || !write(chunk)) return false;
-              if (metrics_) {
-                metrics_->sent_bytes.Increment(
-                    static_cast<double>(chunk.data().size()));
-              }
-              return true;
-            },
-            &next->crcs)) {
-      return absl::CancelledError("weight subscriber went away");
-    }
-    if (metrics_) {
-      metrics_->served.Increment();
-      metrics_->send_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - start));
-    }
-    have_version = next->number();
+    absl::MutexLock lock(&subscribers_mu_);
+    for (auto& [id, wake] : subscribers_) wake();
   }
 }
 
 void WeightPublisher::Close() {
   absl::MutexLock lock(&mu_);
   closed_ = true;
+  wake_pending_ = true;
 }
 
 }  // namespace nbrl::learner
