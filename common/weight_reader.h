@@ -27,9 +27,13 @@
 namespace nbrl::common {
 
 // Splits a serialized nbrl.v1.WeightChunk into its other fields (`header`, data
-// empty) and its data as views into `raw`'s slices (valid while `raw` is).
-// InvalidArgument when the bytes are not a WeightChunk.
-absl::Status ParseWeightChunk(grpc::ByteBuffer* raw, v1::WeightChunk* header,
+// empty) and its data as views into `slices`, which it fills with `raw`'s slices
+// (references, not copies; a small slice holds its bytes inline, so the views are
+// valid while `*slices` is unchanged).
+// Accepts exactly what protobuf's parser accepts (the fields other than the data
+// are handed to it byte for byte); InvalidArgument naming the problem otherwise.
+absl::Status ParseWeightChunk(grpc::ByteBuffer* raw, std::vector<grpc::Slice>* slices,
+                              v1::WeightChunk* header,
                               std::vector<absl::string_view>* data);
 
 // Calls SubscribeWeights on `channel` with `request` under `context` and feeds

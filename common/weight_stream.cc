@@ -139,7 +139,12 @@ absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
         partial_->bytes.clear();  // keeps the capacity
       }
     }
-    partial_->bytes.reserve(chunk.manifest().total_bytes());
+    try {
+      partial_->bytes.reserve(chunk.manifest().total_bytes());
+    } catch (const std::exception&) {  // bad_alloc, length_error
+      return fail(absl::StrCat("cannot allocate the ", chunk.manifest().total_bytes(),
+                               " bytes the manifest announces"));
+    }
     next_offset_ = 0;
     running_crc_ = 0;
   }

@@ -8,7 +8,7 @@
 #   (no options)    the short run CI does: 60 s in all, shared by the targets
 #   --seconds N     N seconds per target instead (long runs: --seconds 3600)
 #   --target NAME   only this target (repeatable): tokenizer, safetensors, config,
-#                   action_parser, trajectory_validator
+#                   action_parser, trajectory_validator, weight_chunk
 #   --merge         afterwards, merge the new inputs that add coverage into
 #                   fuzz/corpus/<target>/ (to commit); without it they stay in the
 #                   scratch corpus only
@@ -32,7 +32,7 @@ set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
-all_targets=(tokenizer safetensors config action_parser trajectory_validator)
+all_targets=(tokenizer safetensors config action_parser trajectory_validator weight_chunk)
 total_budget=60
 per_target=""
 targets=()

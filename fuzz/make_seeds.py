@@ -2,7 +2,8 @@
 """Writes the seed corpora of the fuzz targets into fuzz/corpus/<target>/.
 
 Usage: python3 fuzz/make_seeds.py [--check]
-  (from anywhere; needs protoc on PATH for the trajectory_validator seeds)
+  (from anywhere; needs protoc on PATH for the trajectory_validator and
+   weight_chunk seeds)
   --check   only verify that the files in the repo match what this script writes
 
 Seeds are small valid inputs and near-valid variants of them (one field wrong), so
@@ -275,6 +276,55 @@ def trajectory_seeds():
     return out
 
 
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
+# WeightChunk messages, each after one byte that picks how the fuzzer cuts them
+# into slices. A 12-byte version of two tensors sent in one chunk or in two.
+WEIGHT_BYTES = bytes(range(1, 13))
+
+
+def weight_texts():
+    manifest = ('manifest {{ version: 3 total_bytes: 12 crc32c: {crc} '
+                'tensors {{ name: "a" dtype: DTYPE_F32 shape: [2] offset: 0 num_bytes: 8 }} '
+                'tensors {{ name: "b" dtype: DTYPE_F16 shape: [2] offset: 8 num_bytes: 4 }} }} '
+                ).format(crc=crc32c(WEIGHT_BYTES))
+    esc = lambda b: "".join("\\%03o" % x for x in b)
+    chunk = lambda data, offset, last, head="": (
+        'version: 3 {head}offset: {offset} data: "{data}" crc32c: {crc} last: {last}'
+        .format(head=head, offset=offset, data=esc(data), crc=crc32c(data),
+                last="true" if last else "false"))
+    return {
+        "whole": chunk(WEIGHT_BYTES, 0, True, manifest),
+        "first_of_two": chunk(WEIGHT_BYTES[:7], 0, False, manifest),
+        "second_of_two": chunk(WEIGHT_BYTES[7:], 7, True),
+        "bad_crc": chunk(WEIGHT_BYTES, 0, True, manifest).replace(
+            "crc32c: %d last" % crc32c(WEIGHT_BYTES), "crc32c: 1 last"),
+        "empty_version": 'version: 4 manifest { version: 4 total_bytes: 0 } last: true',
+    }
+
+
+def weight_chunk_seeds():
+    out = {}
+    for name, text in weight_texts().items():
+        msg = subprocess.run(
+            ["protoc", f"--proto_path={ROOT}/proto",
+             "--encode=nbrl.v1.WeightChunk", "nbrl/v1/learner.proto"],
+            input=text.encode(), check=True, capture_output=True).stdout
+        for cut in (0, 1, 6):
+            out[f"{name}_cut{cut}"] = bytes([cut]) + msg
+    # The data field twice (the last counts), and an unknown field.
+    out["data_twice"] = bytes([2]) + b"\x22\x02ab\x22\x03cde"
+    out["unknown_field"] = bytes([3]) + b"\x08\x01\x78\x05\x22\x01z"
+    return out
+
+
 def all_seeds():
     enc = lambda d: {k: v.encode() for k, v in d.items()}
     return {
@@ -287,6 +337,7 @@ def all_seeds():
             if n.endswith(".yaml")}),
         "action_parser": enc(ACTION_SEEDS),
         "trajectory_validator": trajectory_seeds(),
+        "weight_chunk": weight_chunk_seeds(),
     }
 
 

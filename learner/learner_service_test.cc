@@ -9,6 +9,7 @@
 
 #include "absl/time/clock.h"
 #include "common/crc32c.h"
+#include "common/weight_reader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -387,6 +388,38 @@ TEST_F(LearnerServiceTest, ChunksCarryTheVersionBytesAndChecksums) {
   EXPECT_EQ(empty.version(), 8u);
   EXPECT_TRUE(empty.last());
   EXPECT_TRUE(empty.data().empty());
+}
+
+// The actors' raw reader (common::ReadWeightStream) assembles the same versions,
+// and a refused subscription comes back as the call's status.
+TEST_F(LearnerServiceTest, RawReaderAssemblesTheVersions) {
+  Start();
+  Register();
+  common::WeightVersion v = Version(9, 4321);
+  for (size_t i = 0; i < v.bytes.size(); ++i) v.bytes[i] = static_cast<char>(i * 7);
+  v.manifest.set_crc32c(common::Crc32c(v.bytes.data(), v.bytes.size()));
+  publisher_->Publish(std::make_shared<common::WeightVersion>(v));
+  grpc::ClientContext ctx;
+  v1::SubscribeWeightsRequest req;
+  req.set_actor_id("actor-0");
+  common::WeightAssembler assembler;
+  std::vector<std::shared_ptr<common::WeightVersion>> got;
+  grpc::Status st = common::ReadWeightStream(
+      channel_, &ctx, req, &assembler, [&](std::shared_ptr<common::WeightVersion> w) {
+        got.push_back(std::move(w));
+        ctx.TryCancel();
+      });
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::CANCELLED);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0]->manifest.version(), 9u);
+  EXPECT_EQ(got[0]->bytes, v.bytes);
+
+  grpc::ClientContext ctx2;
+  req.set_actor_id("stranger");
+  common::WeightAssembler assembler2;
+  st = common::ReadWeightStream(channel_, &ctx2, req, &assembler2,
+                                [](std::shared_ptr<common::WeightVersion>) {});
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 // A subscriber waiting for a version leaves when it cancels; Close ends the
