@@ -115,7 +115,6 @@ class LearnerServiceImpl::WeightStream final
   // gRPC's reactions and from the publisher's wake-ups.
   void Pump() {
     grpc::Status finish;
-    bool write = false;
     {
       absl::MutexLock lock(&mu_);
       if (finished_ || writing_) return;
@@ -139,18 +138,19 @@ class LearnerServiceImpl::WeightStream final
         sent_bytes_ =
             common::ChunkData(*sending_->version(), sending_->chunk_bytes(), index_)
                 .size();
-        writing_ = write = true;
+        writing_ = true;
+        // Under the lock: the write's completion (OnWriteDone, on a gRPC thread)
+        // takes it next, which orders consecutive writes started on different
+        // threads for ThreadSanitizer too. gRPC runs a user reactor's reactions
+        // on its own threads, never inside StartWrite, so this cannot deadlock.
+        StartWrite(&buffer_);
+        return;
       }
-      finished_ = !write;
+      finished_ = true;
     }
-    // Outside the lock, so that no reaction can ever wait for it. While writing_
-    // nothing else touches buffer_ and the call cannot end; after Finish, OnDone
-    // may run (and delete this) at once, so nothing here touches a member then.
-    if (write) {
-      StartWrite(&buffer_);
-    } else {
-      Finish(finish);
-    }
+    // Outside the lock: OnDone may run (and delete this) as soon as Finish is
+    // called, so nothing here touches a member afterwards.
+    Finish(finish);
   }
 
   WeightPublisher* const publisher_;
