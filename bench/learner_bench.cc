@@ -578,6 +578,7 @@ class WeightSubscriber {
           if (v->bytes.size() != v->manifest.total_bytes()) {
             error = absl::DataLossError("an assembled version has the wrong size");
             ctx_.TryCancel();
+            return;
           }
           absl::MutexLock lock(&mu_);
           done_version_ = v->manifest.version();

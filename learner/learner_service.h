@@ -8,8 +8,10 @@
 // A trajectory group that fails ValidateGroup is answered with a RESULT_INVALID
 // ack on its stream (which stays open) and is counted, never queued.
 //
-// Uses gRPC's synchronous API: each stream has a thread of gRPC's pool, so waiting
-// on a full ingestion queue blocks only that actor's stream (back-pressure).
+// Uses gRPC's synchronous API for all but SubscribeWeights: each stream has a
+// thread of gRPC's pool, so waiting on a full ingestion queue blocks only that
+// actor's stream (back-pressure). SubscribeWeights is a callback reactor on raw
+// bytes (see below) and holds no thread while it waits for a version.
 //
 // Thread-safe.
 #ifndef NBRL_LEARNER_LEARNER_SERVICE_H_

@@ -63,6 +63,12 @@ WeightPublisher::WeightPublisher(WeightPublisherOptions options,
 
 WeightPublisher::~WeightPublisher() {
   {
+    absl::MutexLock lock(&subscribers_mu_);
+    CHECK(subscribers_.empty())
+        << subscribers_.size()
+        << " weight streams still subscribed: shut the server down first";
+  }
+  {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }

@@ -17,9 +17,13 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return weight_ * h.to(x.scalar_type());
 }
 
-torch::Tensor MaskBias(const torch::Tensor& mask, torch::Dtype dtype) {
-  return torch::zeros(mask.sizes(), mask.options().dtype(dtype))
-      .masked_fill_(mask.logical_not(), -std::numeric_limits<float>::infinity());
+torch::Tensor MaskBias(const torch::Tensor& mask, int64_t groups, torch::Dtype dtype) {
+  const int64_t B = mask.size(0), L = mask.size(-2), S = mask.size(-1);
+  return torch::zeros({B, 1, 1, L, S}, mask.options().dtype(dtype))
+      .masked_fill_(mask.view({B, 1, 1, L, S}).logical_not(),
+                    -std::numeric_limits<float>::infinity())
+      .expand({B, 1, groups, L, S})
+      .reshape({B, 1, groups * L, S});
 }
 
 RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, torch::Device device) {
@@ -95,18 +99,18 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x,
   k = ApplyRotary(k, ctx.cos, ctx.sin);
   if (ctx.cache != nullptr)
     std::tie(k, v) = ctx.cache->Store(layer, k, v);  // [B, KV, S, hd]
-  const int64_t S = k.size(2);
-  // Query heads h = kv * G + g share KV head kv: [B, H, L, hd] -> [B, KV, G, L, hd].
-  // The scale goes on q (L x hd) rather than the scores (L x S), and the mask is
-  // added in place to the product, which autograd does not keep: no extra [.., L, S]
-  // tensor and no backward pass over one for either.
-  q = (q * (1.0 / std::sqrt(double(head_dim_)))).view({B, n_kv_head_, G, L, head_dim_});
-  torch::Tensor att = torch::matmul(q, k.transpose(-2, -1).unsqueeze(2));
-  att.add_(ctx.bias);  // [B, KV, G, L, S]
-  att =
-      torch::softmax(att, -1, torch::kFloat32).to(q.scalar_type());  // [B, KV, G, L, S]
-  torch::Tensor y =
-      torch::matmul(att.view({B, n_kv_head_, G * L, S}), v);  // [B, KV, G*L, hd]
+  // Query heads h = kv * G + g share KV head kv: [B, H, L, hd] -> [B, KV, G*L, hd],
+  // so that K and V are used as they are (no copy per query head). The scale goes
+  // on q (L x hd) rather than the scores (L x S), and the mask is added in place to
+  // the product, which autograd does not keep: no extra [.., L, S] tensor and no
+  // backward pass over one for either.
+  q = (q * (1.0 / std::sqrt(double(head_dim_))))
+          .contiguous()
+          .view({B, n_kv_head_, G * L, head_dim_});
+  torch::Tensor att = torch::matmul(q, k.transpose(-2, -1));  // [B, KV, G*L, S]
+  att.add_(ctx.bias);                                         // [B, 1, G*L, S]
+  att = torch::softmax(att, -1, torch::kFloat32).to(q.scalar_type());
+  torch::Tensor y = torch::matmul(att, v);  // [B, KV, G*L, hd]
   y = y.view({B, n_head_, L, head_dim_})
           .transpose(1, 2)
           .reshape({B, L, n_head_ * head_dim_});

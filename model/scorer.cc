@@ -10,12 +10,15 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Rows per chunk of the fused head: about 8 MiB of fp32 logits, below glibc's
-// largest mmap threshold (32 MiB) so that chunks are reused from the heap, and at
-// least 32 rows so that each GEMM stays efficient.
-int64_t HeadChunkRows(int64_t vocab) {
-  constexpr int64_t kChunkBytes = 8 << 20, kMinRows = 32;
-  return std::max<int64_t>(kMinRows, kChunkBytes / (4 * std::max<int64_t>(vocab, 1)));
+// Rows per chunk of the fused head, at least 32 so that each GEMM stays efficient.
+// On CPU about 8 MiB of fp32 logits, below glibc's largest mmap threshold (32 MiB)
+// so that chunks are reused from the heap. On CUDA the caching allocator reuses
+// blocks anyway, and every chunk reads the whole head again, so chunks are as
+// large as 1 GiB of logits allows.
+int64_t HeadChunkRows(int64_t vocab, const torch::Device& device) {
+  const int64_t chunk_bytes = device.is_cuda() ? int64_t{1} << 30 : int64_t{8} << 20;
+  constexpr int64_t kMinRows = 32;
+  return std::max<int64_t>(kMinRows, chunk_bytes / (4 * std::max<int64_t>(vocab, 1)));
 }
 
 // y_i = log_softmax(h_i W^T / t)[target_i]; dy_i/dz_ij = ([j == target_i] - p_ij) / t
@@ -26,7 +29,8 @@ class TargetLogProbsFunction
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden,
                                const torch::Tensor& weight,
                                const torch::Tensor& targets, double temperature) {
-    const int64_t N = hidden.size(0), rows = HeadChunkRows(weight.size(0));
+    const int64_t N = hidden.size(0),
+                  rows = HeadChunkRows(weight.size(0), weight.device());
     torch::Tensor out =
         torch::empty({N}, hidden.options().dtype(torch::kFloat32));  // [N]
     torch::Tensor index = targets.unsqueeze(1);                      // [N, 1]
@@ -57,27 +61,29 @@ class TargetLogProbsFunction
                need_weight = ctx->needs_input_grad(1);
     torch::Tensor g =
         (grads[0].to(torch::kFloat32) / temperature).unsqueeze(1);  // [N, 1]
+    // The head's gradient sums over every chunk: in fp32, rounded to the weight's
+    // dtype once (bf16 would otherwise be rounded once per chunk).
     torch::Tensor grad_hidden, grad_weight;
     if (need_hidden) grad_hidden = torch::empty_like(hidden);
     for (int64_t r = 0, chunk = 3; r < N; r += rows, ++chunk) {
       const int64_t n = std::min(rows, N - r);
       torch::Tensor gz = saved[chunk];  // the chunk's log-softmax, consumed
       torch::Tensor gn = g.narrow(0, r, n);
-      gz.exp_().mul_(-gn).scatter_add_(1, index.narrow(0, r, n), gn);  // dy/dz
-      if (gz.scalar_type() != hidden.scalar_type()) gz = gz.to(hidden.scalar_type());
-      if (need_hidden) {
-        torch::Tensor dst = grad_hidden.narrow(0, r, n);
-        torch::mm_out(dst, gz, weight);
-      }
+      gz.exp_().mul_(-gn).scatter_add_(1, index.narrow(0, r, n), gn);  // dy/dz, fp32
       if (need_weight) {
-        torch::Tensor h = hidden.narrow(0, r, n);
+        torch::Tensor h = hidden.narrow(0, r, n).to(torch::kFloat32);
         if (!grad_weight.defined()) {
           grad_weight = torch::mm(gz.t(), h);  // [V, D]
         } else {
           grad_weight.addmm_(gz.t(), h);
         }
       }
+      if (need_hidden) {
+        torch::Tensor dst = grad_hidden.narrow(0, r, n);
+        torch::mm_out(dst, gz.to(hidden.scalar_type()), weight);
+      }
     }
+    if (grad_weight.defined()) grad_weight = grad_weight.to(weight.scalar_type());
     return {grad_hidden, grad_weight, torch::Tensor(), torch::Tensor()};
   }
 };

@@ -41,8 +41,10 @@ PaddedBatch PadSequences(const std::vector<std::vector<int64_t>>& sequences,
 // logits' gradient in place (minus the softmax, plus one at the target, scaled) before
 // the two GEMMs of the head's gradient. So no pass allocates another [N, V] tensor,
 // and the chunks come from the heap instead of fresh page-faulted mappings. The
-// backward can run once per forward (a second one, with retain_graph, is refused by
-// autograd's version check). Targets are not range-checked here: callers check them.
+// head's gradient is summed in fp32 over the chunks. The backward can run once per
+// forward (a second one, with retain_graph, is refused by autograd's version
+// check) and is not itself differentiable (no create_graph). Targets are not
+// range-checked here: callers check them.
 torch::Tensor TargetLogProbs(Transformer& model, const torch::Tensor& hidden,
                              const torch::Tensor& targets, double temperature = 1.0);
 
