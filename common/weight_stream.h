@@ -2,7 +2,9 @@
 // CRC-32C of the whole) and the flat bytes of all tensors back to back, sent as
 // nbrl.v1.WeightChunk messages with offsets and per-chunk checksums.
 //
-// The learner cuts a version into chunks with ForEachChunk; a subscriber feeds the
+// A version is cut into chunks by ChunkCount / ChunkHeader / ChunkData (the
+// learner's stream sends each header's encoding followed by the data, uncopied);
+// ForEachChunk gives the same chunks as whole messages. A subscriber feeds the
 // chunks it receives to a WeightAssembler, which checks order, offsets, sizes and
 // both checksums and hands back the complete version. Nothing here knows tensors:
 // model/weight_codec.h converts to and from them.
@@ -32,10 +34,6 @@ struct WeightVersion {
 // total size, CRC. DataLoss naming the problem.
 absl::Status ValidateWeightVersion(const WeightVersion& version);
 
-// The CRC-32C of each chunk ForEachChunk cuts `version` into at `chunk_bytes`.
-// A publisher computes them once per version rather than once per subscriber.
-std::vector<uint32_t> ChunkCrcs(const WeightVersion& version, size_t chunk_bytes);
-
 // How many chunks `version` is cut into at `chunk_bytes` (at least 1).
 size_t ChunkCount(const WeightVersion& version, size_t chunk_bytes);
 
@@ -52,11 +50,9 @@ absl::string_view ChunkData(const WeightVersion& version, size_t chunk_bytes,
 // Calls `write` with each chunk of `version` in order (the first carries the
 // manifest, the last has `last` set), `chunk_bytes` of data each (the last may be
 // shorter; a version of 0 bytes is one chunk). Stops and returns false as soon as
-// `write` returns false (the stream broke). `crcs`, when given, is
-// ChunkCrcs(version, chunk_bytes); otherwise each chunk's CRC is computed here.
+// `write` returns false (the stream broke).
 bool ForEachChunk(const WeightVersion& version, size_t chunk_bytes,
-                  const std::function<bool(const v1::WeightChunk&)>& write,
-                  const std::vector<uint32_t>* crcs = nullptr);
+                  const std::function<bool(const v1::WeightChunk&)>& write);
 
 // Reassembles versions from chunks. Not thread-safe (one per stream), but the
 // versions it returns may be used and released on any thread.

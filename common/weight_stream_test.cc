@@ -130,24 +130,23 @@ std::vector<v1::WeightChunk> Chunks(const WeightVersion& v, size_t size) {
   return out;
 }
 
-TEST(WeightStreamTest, PrecomputedCrcsGiveTheSameChunks) {
+// The learner's stream sends ChunkHeader's encoding and ChunkData apart; put
+// together they are ForEachChunk's messages.
+TEST(WeightStreamTest, HeaderAndDataMakeTheSameChunks) {
   WeightVersion v = MakeVersion(4, 9000);
-  const std::vector<uint32_t> crcs = ChunkCrcs(v, 4000);
-  ASSERT_EQ(crcs.size(), 3u);
-  std::vector<v1::WeightChunk> with;
-  ForEachChunk(
-      v, 4000,
-      [&](const v1::WeightChunk& c) {
-        with.push_back(c);
-        return true;
-      },
-      &crcs);
-  const std::vector<v1::WeightChunk> without = Chunks(v, 4000);
-  ASSERT_EQ(with.size(), without.size());
-  for (size_t i = 0; i < with.size(); ++i) {
-    EXPECT_EQ(with[i].SerializeAsString(), without[i].SerializeAsString()) << i;
+  const std::vector<v1::WeightChunk> whole = Chunks(v, 4000);
+  ASSERT_EQ(whole.size(), 3u);
+  ASSERT_EQ(ChunkCount(v, 4000), 3u);
+  for (size_t i = 0; i < whole.size(); ++i) {
+    absl::string_view data = ChunkData(v, 4000, i);
+    v1::WeightChunk apart = ChunkHeader(v, 4000, i, Crc32c(data.data(), data.size()));
+    EXPECT_TRUE(apart.data().empty());
+    apart.set_data(data.data(), data.size());
+    EXPECT_EQ(apart.SerializeAsString(), whole[i].SerializeAsString()) << i;
   }
-  EXPECT_EQ(ChunkCrcs(MakeVersion(1, 0), 4000).size(), 1u);  // one empty chunk
+  EXPECT_EQ(ChunkData(v, 4000, 2).size(), 1000u);
+  EXPECT_EQ(ChunkCount(MakeVersion(1, 0), 4000), 1u);  // one empty chunk
+  EXPECT_TRUE(ChunkData(MakeVersion(1, 0), 4000, 0).empty());
 }
 
 // Assembles `v` with `a`; the finished version (nullptr on any error).
