@@ -70,11 +70,11 @@ absl::Status ParseWeightChunk(grpc::ByteBuffer* raw, std::vector<grpc::Slice>* s
   auto bad = [](absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("weight chunk: ", why));
   };
+  // The views point into these (small slices keep their bytes inline).
+  if (!raw->Dump(slices).ok()) return bad("cannot read the message");
   // Pass 1: find the data fields (tag to end of bytes), keeping the last one's
   // bytes as views. Their tag and length must be as protobuf's parser wants them
   // (at most 5 bytes each); every other field is only skipped here.
-  // The views point into these (small slices keep their bytes inline).
-  if (!raw->Dump(slices).ok()) return bad("cannot read the message");
   std::vector<std::pair<int, int>> cut;  // [begin, end) of each data field
   {
     SliceInputStream stream(*slices);

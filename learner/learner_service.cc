@@ -1,5 +1,8 @@
 #include "learner/learner_service.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
@@ -47,15 +50,15 @@ grpc::ByteBuffer EncodeChunk(const std::shared_ptr<const PublishedVersion>& p,
     grpc::Slice only(head);
     return grpc::ByteBuffer(&only, 1);
   }
-  constexpr uint8_t kDataTag = (v1::WeightChunk::kDataFieldNumber << 3) | 2;
-  head.push_back(static_cast<char>(kDataTag));
-  for (uint64_t n = data.size(); true; n >>= 7) {  // varint length
-    if (n < 0x80) {
-      head.push_back(static_cast<char>(n));
-      break;
-    }
-    head.push_back(static_cast<char>((n & 0x7f) | 0x80));
-  }
+  // The data field's tag and length, as protobuf writes them.
+  using google::protobuf::internal::WireFormatLite;
+  uint8_t prefix[10];
+  uint8_t* end = WireFormatLite::WriteTagToArray(
+      v1::WeightChunk::kDataFieldNumber, WireFormatLite::WIRETYPE_LENGTH_DELIMITED,
+      prefix);
+  end = google::protobuf::io::CodedOutputStream::WriteVarint32ToArray(
+      static_cast<uint32_t>(data.size()), end);
+  head.append(reinterpret_cast<const char*>(prefix), end - prefix);
   grpc::Slice slices[2] = {
       grpc::Slice(head),
       grpc::Slice(const_cast<char*>(data.data()), data.size(), &ReleaseVersion,
