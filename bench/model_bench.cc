@@ -2,8 +2,9 @@
 // (bench/model_peer.py), side by side on one machine, plus training FLOP/s as a
 // fraction of plain GEMMs of the same shapes.
 //
-//   build/bench/nbrl-model-bench [--preset small|512] [--rounds N] [--json-dir DIR]
-//                                [--only generate|train]
+//   build/bench/nbrl-model-bench [--preset small|512|quickstart] [--rounds N]
+//                                [--json-dir DIR] [--only generate|train]
+//                                [--train-batch N] [--train-seq N]
 //
 // Figures: generation tokens/s at batch 1, 8 and 32 (prefill of a PROMPT-token
 // prompt plus NEW sampled tokens, temperature 1, over the batch), a training step's
@@ -51,6 +52,10 @@ ModelConfig Preset(const std::string& name) {
   c.tie_word_embeddings = true;
   if (name == "512") {
     c.hidden_size = 512, c.intermediate_size = 1408, c.num_attention_heads = 8;
+  } else if (name == "quickstart") {
+    // deploy/quickstart.sh's model: tiny layers, long notebook episodes.
+    c.vocab_size = 2048, c.num_hidden_layers = 2, c.tie_word_embeddings = false;
+    c.hidden_size = 128, c.intermediate_size = 512, c.num_attention_heads = 4;
   } else {
     c.hidden_size = 256, c.intermediate_size = 704, c.num_attention_heads = 4;
   }
@@ -204,7 +209,7 @@ absl::Status Run(const BenchOptions& o) {
   }
   if (o.only == "generate") return absl::OkStatus();
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
-  s.name = absl::StrCat("model_", o.preset, "_train_step");
+  s.name = absl::StrCat("model_", o.preset, "_train_step_b", o.train_batch, "x", o.train_seq);
   ASSIGN_OR_RETURN(
       SideBySideResult train,
       RunSideBySide(s, TrainProbe(model.get(), &opt, o),
@@ -244,16 +249,22 @@ int main(int argc, char** argv) {
   nbrl::bench::BenchOptions o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--preset" && (value == "small" || value == "512")) {
+    if (flag == "--preset" &&
+        (value == "small" || value == "512" || value == "quickstart")) {
       o.preset = value;
     } else if (flag == "--rounds" && absl::SimpleAtoi(value, &o.rounds)) {
     } else if (flag == "--json-dir") {
       o.json_dir = value;
     } else if (flag == "--only" && (value == "generate" || value == "train")) {
       o.only = value;
+    } else if (flag == "--train-batch" && absl::SimpleAtoi(value, &o.train_batch) &&
+               o.train_batch > 0) {
+    } else if (flag == "--train-seq" && absl::SimpleAtoi(value, &o.train_seq) &&
+               o.train_seq > 1) {
     } else {
-      std::cerr << "usage: nbrl-model-bench [--preset small|512] [--rounds N] "
-                   "[--json-dir DIR] [--only generate|train]\n";
+      std::cerr << "usage: nbrl-model-bench [--preset small|512|quickstart] "
+                   "[--rounds N] [--json-dir DIR] [--only generate|train] "
+                   "[--train-batch N] [--train-seq N]\n";
       return 2;
     }
   }

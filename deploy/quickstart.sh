@@ -18,7 +18,10 @@
 # Phases (each prints a header, its progress and its duration):
 #   1 set-up       deploy/setup.sh, configure (Release, Ninja), build the binaries
 #   2 world        nbrl world (fixed seed) and nbrl-sandbox index of its documents
-#   3 model        nbrl init-model: a tokenizer and a random Qwen2-shaped model
+#   3 model        the scripted expert's episodes on 300 training questions (nbrl
+#                  eval --policy scripted; --small: 20), then
+#                  nbrl init-model: a tokenizer trained on the world's texts and
+#                  those episodes, and a random Qwen2-shaped model
 #   4 warm start   nbrl launch configs/quickstart-sft.yaml: SFT on scripted demos
 #   5 eval before  nbrl eval of the newest SFT checkpoint on the test split
 #   6 RL           nbrl launch configs/quickstart-rl.yaml from that checkpoint
@@ -41,10 +44,12 @@ WORLD_SEED=7           # the task world: the same questions for every --seed
 EVAL_TEMPERATURE=1.0   # sampling temperature of both evaluations (RL samples at 1.0)
 EVAL_SAMPLES=1         # rollouts per test question (pass@k with k = this)
 EVAL_CONCURRENCY=8     # episodes at once
+DEMO_NOISE=0.3         # the expert's fault rate in the tokenizer's demonstrations
 # The full pipeline (the recipes in configs/ hold the training settings).
 FULL_WORLD_ARGS=(--train 2000 --val 200 --test 200)
 FULL_MODEL_ARGS=(--vocab 2048 --hidden 128 --layers 2 --heads 4 --kv-heads 2)
 FULL_EVAL_LIMIT=0      # 0: the whole test split
+FULL_DEMO_LIMIT=300    # training questions the tokenizer's expert episodes cover
 FULL_SFT_OVERRIDES=()
 FULL_RL_OVERRIDES=()
 # --small: sized to finish in a few minutes on 2 cores (the CI test).
@@ -52,6 +57,7 @@ SMALL_WORLD_ARGS=(--people 20 --orgs 8 --cities 6 --works 8 --train 60 --val 6 -
 SMALL_MODEL_ARGS=(--vocab 600 --hidden 32 --layers 1 --heads 4 --kv-heads 2
                   --positions 4096)
 SMALL_EVAL_LIMIT=6
+SMALL_DEMO_LIMIT=20
 SMALL_SFT_OVERRIDES=(learner.max_steps=4 learner.checkpoint_every=2
                      learner.warmup_steps=1 learner.batch_groups=4 actor.group_size=1)
 SMALL_RL_OVERRIDES=(learner.max_steps=4 learner.checkpoint_every=2
@@ -94,11 +100,11 @@ flock -n 9 || { echo "quickstart: another quickstart is running in $Q" >&2; exit
 
 if [[ $small == 1 ]]; then
   world_args=("${SMALL_WORLD_ARGS[@]}"); model_args=("${SMALL_MODEL_ARGS[@]}")
-  eval_limit=$SMALL_EVAL_LIMIT
+  eval_limit=$SMALL_EVAL_LIMIT; demo_limit=$SMALL_DEMO_LIMIT
   sft_overrides=("${SMALL_SFT_OVERRIDES[@]}"); rl_overrides=("${SMALL_RL_OVERRIDES[@]}")
 else
   world_args=("${FULL_WORLD_ARGS[@]}"); model_args=("${FULL_MODEL_ARGS[@]}")
-  eval_limit=$FULL_EVAL_LIMIT
+  eval_limit=$FULL_EVAL_LIMIT; demo_limit=$FULL_DEMO_LIMIT
   sft_overrides=("${FULL_SFT_OVERRIDES[@]+"${FULL_SFT_OVERRIDES[@]}"}")
   rl_overrides=("${FULL_RL_OVERRIDES[@]+"${FULL_RL_OVERRIDES[@]}"}")
 fi
@@ -264,20 +270,55 @@ else
 fi
 end
 
+# The tokenizer's demonstrations and the evaluations share one sandbox worker,
+# started when the first of them needs it.
+sock=$Q/eval-sandbox.sock
+if [[ ${#sock} -gt 100 ]]; then  # a unix socket path must fit 108 bytes
+  sock_dir=$(mktemp -d /tmp/nbrl-quickstart.XXXXXX); sock=$sock_dir/sb.sock
+fi
+start_sandbox() {
+  [[ -n "$sandbox_pid" ]] && return 0
+  local log=$Q/logs/eval-sandbox.log
+  rm -f "$sock"
+  "$SANDBOX" serve "sandbox.address=unix:$sock" "sandbox.tools.index=$Q/world/index" \
+    "run.dir=$Q/eval-sandbox" >"$log" 2>&1 9>&- &
+  sandbox_pid=$!
+  local i
+  for ((i = 0; i < 600; i++)); do
+    grep -q '^ready' "$log" 2>/dev/null && { echo "sandbox worker ready on unix:$sock"; return 0; }
+    kill -0 "$sandbox_pid" 2>/dev/null || { phase_log=$log; fail "nbrl-sandbox serve exited"; }
+    sleep 0.2
+  done
+  phase_log=$log
+  fail "nbrl-sandbox serve did not get ready in 2 minutes"
+}
 # === 3. model =====================================================================
-begin 3 model "a tokenizer trained on the world and a random model (${model_args[*]})"
+begin 3 model "a tokenizer trained on the world and the expert's episodes, and a random model (${model_args[*]})"
 model_inputs="world=$(file_hash "$(stamp_file world)")
 model_args=${model_args[*]}
+demos=$demo_limit noise=$DEMO_NOISE
 seed=$seed"
 if reusable model "$model_inputs"; then
   reuse "$Q/model0" model
 else
   invalidate model
-  rm -rf "$Q/model0"
+  rm -rf "$Q/model0" "$Q/demos"
   log=$Q/logs/model.log; : >"$log"
-  run "$log" "$NBRL" init-model --out "$Q/model0" \
+  # The tokenizer learns from the texts the model will read and write: the
+  # world's documents and questions, and the scripted expert's episodes on the
+  # first training questions (system prompt, code, outputs, Notepads). A first
+  # tokenizer, trained on the world alone, only serves to run those episodes.
+  run "$log" "$NBRL" init-model --out "$Q/demos/bootstrap" \
     --text "$Q/world/corpus.jsonl,$Q/world/train.jsonl" "${model_args[@]}" \
-    --seed "$seed" || fail "nbrl init-model failed"
+    --seed "$seed" || fail "nbrl init-model (the bootstrap tokenizer) failed"
+  start_sandbox
+  run "$log" "$NBRL" eval --policy scripted --tokenizer "$Q/demos/bootstrap" \
+    --data "$Q/world/train.jsonl" --limit "$demo_limit" --noise "$DEMO_NOISE" \
+    --sandbox "unix:$sock" --out "$Q/demos" --seed "$seed" ||
+    fail "nbrl eval of the scripted expert failed"
+  run "$log" "$NBRL" init-model --out "$Q/model0" \
+    --text "$Q/world/corpus.jsonl,$Q/world/train.jsonl,$Q/demos/episodes.jsonl" \
+    "${model_args[@]}" --seed "$seed" || fail "nbrl init-model failed"
   finish model "$model_inputs"
 fi
 end
@@ -329,27 +370,6 @@ else
 fi
 end
 
-# The evaluations share one sandbox worker, started when the first one needs it.
-sock=$Q/eval-sandbox.sock
-if [[ ${#sock} -gt 100 ]]; then  # a unix socket path must fit 108 bytes
-  sock_dir=$(mktemp -d /tmp/nbrl-quickstart.XXXXXX); sock=$sock_dir/sb.sock
-fi
-start_sandbox() {
-  [[ -n "$sandbox_pid" ]] && return 0
-  local log=$Q/logs/eval-sandbox.log
-  rm -f "$sock"
-  "$SANDBOX" serve "sandbox.address=unix:$sock" "sandbox.tools.index=$Q/world/index" \
-    "run.dir=$Q/eval-sandbox" >"$log" 2>&1 9>&- &
-  sandbox_pid=$!
-  local i
-  for ((i = 0; i < 600; i++)); do
-    grep -q '^ready' "$log" 2>/dev/null && { echo "sandbox worker ready on unix:$sock"; return 0; }
-    kill -0 "$sandbox_pid" 2>/dev/null || { phase_log=$log; fail "nbrl-sandbox serve exited"; }
-    sleep 0.2
-  done
-  phase_log=$log
-  fail "nbrl-sandbox serve did not get ready in 2 minutes"
-}
 eval_flags=(--data "$Q/world/test.jsonl" --temperature "$EVAL_TEMPERATURE"
             --samples "$EVAL_SAMPLES" --concurrency "$EVAL_CONCURRENCY"
             --max-steps "$eval_max_steps" --seed "$seed")
