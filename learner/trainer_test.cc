@@ -7,6 +7,7 @@
 
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "model/scorer.h"
 
@@ -309,6 +310,11 @@ TEST(TrainerTest, TwoRanksTakeTheSameStepAsOne) {
   for (int r = 0; r < 2; ++r) {
     auto got = models[r]->StateDict();
     for (const auto& [name, t] : expected) {
+      // A key bias adds the same q.b to every score of a query, which softmax
+      // ignores: its gradient is rounding noise (~1e-9), and AdamW's first step,
+      // lr * g / (|g| + eps), turns noise into updates of a fraction of lr that
+      // depend on the order of the sums. It is not part of the update compared.
+      if (absl::EndsWith(name, "k_proj.bias")) continue;
       double diff = (got[name] - t).abs().max().item<double>();
       EXPECT_LT(diff, 1e-5) << "rank " << r << " " << name;
     }
