@@ -209,7 +209,8 @@ absl::Status Run(const BenchOptions& o) {
   }
   if (o.only == "generate") return absl::OkStatus();
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
-  s.name = absl::StrCat("model_", o.preset, "_train_step_b", o.train_batch, "x", o.train_seq);
+  s.name = absl::StrCat("model_", o.preset, "_train_step_b", o.train_batch, "x",
+                        o.train_seq);
   ASSIGN_OR_RETURN(
       SideBySideResult train,
       RunSideBySide(s, TrainProbe(model.get(), &opt, o),
