@@ -160,6 +160,8 @@ absl::Status Run(common::ProcessContext& ctx) {
   eo.system_prompt = agent::SystemPrompt(family->tools(), eo.max_steps);
   eo.context.context_tokens = static_cast<int>(c.GetInt("actor.context_tokens"));
   eo.context.max_action_tokens = static_cast<int>(c.GetInt("actor.max_action_tokens"));
+  eo.max_consecutive_format_errors =
+      static_cast<int>(c.GetInt("actor.max_format_errors"));
   eo.cell_timeout = c.GetDuration("actor.cell_timeout");
   agent::EpisodeRunner runner(tokenizer.get(), chat.get(), policy, sandbox.get(), eo);
   std::cout << "ready actor=" << actor_id << std::endl;

@@ -154,6 +154,7 @@ std::string EpisodeJsonLine(const TrajectoryRecord& r, const Example& ex,
   j["steps"] = json::array();
   for (const StepRecord& s : r.steps) {
     j["steps"].push_back({{"action", s.action_text},
+                          {"action_tokens", s.action.size()},
                           {"observation", s.observation_text},
                           {"well_formed", s.well_formed},
                           {"executed_ok", s.executed_ok},

@@ -113,15 +113,6 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
   const Example* ex = r.view.example;
   if (ex == nullptr)
     return absl::FailedPreconditionError("scripted policy needs the example");
-  json meta = json::parse(ex->metadata_json, nullptr, false);
-  if (meta.is_discarded() || !meta.contains("plan") || !meta["plan"].is_array() ||
-      meta["plan"].empty() || !meta.contains("kind")) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("example ", ex->id,
-                     " has no solution plan in its metadata; the scripted policy "
-                     "solves task-world questions only"));
-  }
-  const json& plan = meta["plan"];
   auto [it, fresh] = state_.try_emplace(r.episode_id);
   EpisodeState& st = it->second;
   if (fresh) {
@@ -130,6 +121,26 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
       st.fault = std::uniform_int_distribution<int>(0, 2)(rng);
     }
   }
+  json meta = json::parse(ex->metadata_json, nullptr, false);
+  const bool has_plan = !meta.is_discarded() && meta.contains("plan") &&
+                        meta["plan"].is_array() && !meta["plan"].empty() &&
+                        meta.contains("kind");
+  if (!has_plan) {
+    // No plan (e.g. the minimal family): one action submits the gold answer; a
+    // faulty episode submits it with a copy error.
+    if (ex->answers.empty() || ex->answers[0].empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "example ", ex->id,
+          " has neither a solution plan in its metadata nor an answer; the scripted "
+          "policy cannot demonstrate it"));
+    }
+    std::string answer = ex->answers[0];
+    if (st.fault >= 0) answer.back() = answer.back() != '0' ? '0' : '1';
+    return absl::StrCat(
+        "<think>I know the answer.</think>\n<code>\nsubmit_final_answer(", Py(answer),
+        ")\n</code>");
+  }
+  const json& plan = meta["plan"];
   // A failed cell (or a malformed action) repeats the hop, once broadened.
   bool failed = r.view.step > 0 &&
                 (r.view.last_result == nullptr || r.view.last_result->has_error ||

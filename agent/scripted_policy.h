@@ -10,6 +10,10 @@
 // gets one fault (a wrong hop field, a skipped check, or a copy error in the
 // submitted answer), chosen from the episode id and seed.
 //
+// An example without a plan (the minimal family, or any dataset with answers)
+// gets a one-action demonstration that submits its first gold answer; a faulty
+// episode submits it with the last character changed.
+//
 // It is the demonstrator for warm starts and the upper bound in reports. Its
 // actions carry log-prob 0 (it does not sample). Thread-compatible.
 #ifndef NBRL_AGENT_SCRIPTED_POLICY_H_
@@ -37,7 +41,7 @@ class ScriptedPolicy : public Policy {
   // `tokenizer` is not owned and must outlive the policy.
   ScriptedPolicy(const model::Tokenizer* tokenizer, ScriptedPolicyOptions options);
 
-  // FailedPrecondition for an example without a plan in its metadata.
+  // FailedPrecondition for an example with neither a plan nor an answer.
   absl::StatusOr<std::vector<PolicyResponse>> Act(
       absl::Span<const PolicyRequest> requests) override;
   void EndEpisode(uint64_t episode_id) override;

@@ -39,6 +39,12 @@ constexpr char kUsage[] =
     "  --samples K       rollouts per question (pass@k), default 1\n"
     "  --concurrency N   episodes at once, default 8\n"
     "  --max-steps N     actions per episode, default 8\n"
+    "  --max-action-tokens N\n"
+    "                    tokens one action may take, default 512 (as the actor's\n"
+    "                    actor.max_action_tokens; evaluate with the RL run's value)\n"
+    "  --max-format-errors N\n"
+    "                    end an episode after N malformed actions in a row,\n"
+    "                    default 3 (as actor.max_format_errors)\n"
     "  --temperature T   sampling temperature of a model policy, default 1\n"
     "  --noise P         fault probability of the scripted policy, default 0\n"
     "  --seed N          sampling / noise seed, default 1\n"
@@ -70,10 +76,21 @@ bool Number(const Flags& f, const std::string& name, double def, double* out) {
 
 int EvalCommand(int argc, char** argv) {
   common::CommandLineOptions options;
-  options.value_flags = {"--policy",      "--data",      "--sandbox",     "--out",
-                         "--tokenizer",   "--family",    "--limit",       "--samples",
-                         "--concurrency", "--max-steps", "--temperature", "--noise",
-                         "--seed"};
+  options.value_flags = {"--policy",
+                         "--data",
+                         "--sandbox",
+                         "--out",
+                         "--tokenizer",
+                         "--family",
+                         "--limit",
+                         "--samples",
+                         "--concurrency",
+                         "--max-steps",
+                         "--temperature",
+                         "--noise",
+                         "--seed",
+                         "--max-action-tokens",
+                         "--max-format-errors"};
   auto cl = common::ParseCommandLine(argc, argv, options);
   if (!cl.ok()) {
     std::cerr << "nbrl eval: " << cl.status().message() << "\n";
@@ -107,12 +124,28 @@ int EvalCommand(int argc, char** argv) {
     return 2;
   }
   double limit, samples, concurrency, max_steps, temperature, noise, seed;
+  double max_action_tokens, max_format_errors;
   if (!Number(f, "--limit", 0, &limit) || !Number(f, "--samples", 1, &samples) ||
       !Number(f, "--concurrency", 8, &concurrency) ||
       !Number(f, "--max-steps", 8, &max_steps) ||
       !Number(f, "--temperature", 1.0, &temperature) ||
-      !Number(f, "--noise", 0, &noise) || !Number(f, "--seed", 1, &seed)) {
+      !Number(f, "--noise", 0, &noise) || !Number(f, "--seed", 1, &seed) ||
+      !Number(f, "--max-action-tokens", 512, &max_action_tokens) ||
+      !Number(f, "--max-format-errors", 3, &max_format_errors)) {
     return 2;
+  }
+  struct Bound {
+    const char* name;
+    double value, least;
+  };
+  for (const Bound& b : {Bound{"--max-action-tokens", max_action_tokens, 8},
+                         Bound{"--max-format-errors", max_format_errors, 1},
+                         Bound{"--max-steps", max_steps, 1}}) {
+    if (b.value < b.least || b.value != static_cast<int>(b.value)) {
+      std::cerr << "nbrl eval: " << b.name << " needs a whole number of at least "
+                << b.least << ", got " << f.Get(b.name) << "\n";
+      return 2;
+    }
   }
 
   auto examples = agent::LoadJsonl(f.Get("--data"));
@@ -200,8 +233,9 @@ int EvalCommand(int argc, char** argv) {
       model ? static_cast<int>(
                   std::min<int64_t>(model->config().max_position_embeddings, 32768))
             : 32768;
-  eo.episode.context.max_action_tokens =
-      std::min(1024, eo.episode.context.context_tokens / 4);
+  eo.episode.context.max_action_tokens = std::min(
+      static_cast<int>(max_action_tokens), eo.episode.context.context_tokens / 4);
+  eo.episode.max_consecutive_format_errors = static_cast<int>(max_format_errors);
   const bool tty = ::isatty(STDERR_FILENO);
   eo.progress = [tty](int done, int total, double em) {
     int width = 30, filled = total > 0 ? width * done / total : width;

@@ -216,13 +216,18 @@ void DeclareActor(ConfigSchema& s) {
   s.Int("actor.max_steps", 8, "Actions per episode.", 1);
   s.Int("actor.context_tokens", 4096, "Context budget of an episode, in tokens.", 64);
   s.Int("actor.max_action_tokens", 512, "Tokens one action may take.", 8);
+  s.Int("actor.max_format_errors", 3,
+        "End an episode after this many malformed actions in a row (1: at the first; "
+        "a rambling sample then costs one action, not max_steps).",
+        1);
   s.Double("actor.temperature", 1.0,
            "Sampling temperature (0: greedy). In RL the learner divides the logits by "
            "the same value, so it scores the distribution the actions came from.",
            0.0);
   s.String("actor.policy", "model",
            "model: sample from the policy the learner trains; scripted: the task "
-           "world's expert writes demonstrations (for learner.mode=sft warm starts).",
+           "world's expert writes demonstrations (for learner.mode=sft warm starts; "
+           "an example without a plan gets one action that submits its gold answer).",
            {"model", "scripted"});
   s.Double("actor.noise", 0.0,
            "Scripted expert only: probability that an episode has one fault.", 0.0,

@@ -249,8 +249,11 @@ rl_args=(configs/quickstart-rl.yaml "run.dir=$Q/rl" "model.path=$sft_checkpoint"
 rl_conf=$(resolved "${rl_args[@]}") || fail "configs/quickstart-rl.yaml is invalid"
 rl_steps=$(steps_of "$rl_conf" configs/quickstart-rl.yaml) || exit 1
 rl_checkpoint=$(checkpoint "$Q/rl" "$rl_steps")
-# The evaluations give an episode as many actions as the RL actors do.
+# The evaluations run episodes under the RL actors' limits: as many actions, as
+# many tokens per action, the same end after malformed actions.
 eval_max_steps=$(config_value actor.max_steps <<<"$rl_conf")
+eval_max_action_tokens=$(config_value actor.max_action_tokens <<<"$rl_conf")
+eval_max_format_errors=$(config_value actor.max_format_errors <<<"$rl_conf")
 
 # === 2. world =====================================================================
 begin 2 world "the task world (seed $WORLD_SEED) and its search index"
@@ -372,7 +375,8 @@ end
 
 eval_flags=(--data "$Q/world/test.jsonl" --temperature "$EVAL_TEMPERATURE"
             --samples "$EVAL_SAMPLES" --concurrency "$EVAL_CONCURRENCY"
-            --max-steps "$eval_max_steps" --seed "$seed")
+            --max-steps "$eval_max_steps" --max-action-tokens "$eval_max_action_tokens"
+            --max-format-errors "$eval_max_format_errors" --seed "$seed")
 [[ "$eval_limit" != 0 ]] && eval_flags+=(--limit "$eval_limit")
 # evaluate PHASE POLICY_DIR OUT_DIR
 evaluate() {

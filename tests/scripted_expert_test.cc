@@ -1,6 +1,7 @@
 // The scripted expert solves task-world questions through a real nbrl-sandbox
 // (bubblewrap, the Python REPL driver, the Xapian search tools) over gRPC, driven by
 // the real episode loop: issue 5's bar is at least 95% exact match.
+#include <fstream>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -190,6 +191,65 @@ TEST_F(ScriptedExpertTest, NoiseMakesTheDemonstrationsImperfect) {
   EXPECT_GT(em_noisy, 0.3);
 }
 
+TEST_F(ScriptedExpertTest, AnswersDirectlyWhereThereIsNoPlan) {
+  agent::Example ex;
+  ex.id = "d1";
+  ex.question = "Say yes.";
+  ex.answers = {"yes"};
+  agent::PolicyRequest req;
+  req.episode_id = 1;
+  req.view.example = &ex;
+  agent::ScriptedPolicy exact(tokenizer_, {});
+  auto text = exact.ActionText(req);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text,
+            "<think>I know the answer.</think>\n<code>\nsubmit_final_answer(\"yes\")"
+            "\n</code>");
+  agent::ScriptedPolicyOptions faulty;
+  faulty.noise = 1.0;
+  agent::ScriptedPolicy wrong(tokenizer_, faulty);
+  text = wrong.ActionText(req);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_NE(text->find("submit_final_answer(\"ye0\")"), std::string::npos) << *text;
+  ex.answers.clear();
+  req.episode_id = 2;
+  text = exact.ActionText(req);
+  EXPECT_EQ(text.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(text.status().message().find("neither a solution plan"), std::string::npos)
+      << text.status();
+
+  // Through a real sandbox, with the minimal family's verifier: every episode is
+  // one action and an exact match.
+  ex.answers = {"yes"};
+  actor::GrpcSandboxOptions so;
+  so.address = *address_;
+  so.client_id = "test-direct";
+  auto client = actor::GrpcSandboxClient::Create(so);
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto family = agent::MakeTaskFamily("minimal");
+  ASSERT_TRUE(family.ok());
+  agent::EpisodeOptions eo;
+  eo.family = family->get();
+  eo.system_prompt = agent::SystemPrompt((*family)->tools(), eo.max_steps);
+  agent::ScriptedPolicy policy(tokenizer_, {});
+  agent::EpisodeRunner runner(tokenizer_, chat_, &policy, client->get(), eo);
+  std::vector<agent::EpisodeTask> tasks(3);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    tasks[i].episode_id = 100 + i;
+    tasks[i].trajectory_id = absl::StrCat("direct-", i);
+    tasks[i].example = ex;
+    tasks[i].task_text = (*family)->TaskText(ex);
+  }
+  auto out = runner.Run(tasks);
+  ASSERT_TRUE(out.ok()) << out.status();
+  for (const auto& r : *out) {
+    EXPECT_EQ(r.steps.size(), 1u);
+    EXPECT_TRUE(r.has_final_answer);
+    EXPECT_EQ(r.final_answer, "yes");
+    EXPECT_EQ(r.final_rewards.at("em_raw"), 1.0);
+  }
+}
+
 TEST_F(ScriptedExpertTest, EvalCommandWritesEpisodesAndASummary) {
   std::string out = *dir_ + "/eval-scripted";
   auto r = testutil::RunCommand(
@@ -251,6 +311,40 @@ TEST_F(ScriptedExpertTest, EvalOfARandomSmallModelRunsToCompletion) {
   EXPECT_EQ(j["episodes"], 4);
   EXPECT_LE(j["em"]["mean"].get<double>(), 0.25)
       << "a random model should not solve these";
+
+  // The RL run's episode limits: a short action cap and the end at the first
+  // malformed action (a random model writes nothing well-formed in 16 tokens).
+  r = testutil::RunCommand(
+      {testutil::BinaryPath("cli/nbrl"), "eval", "--policy", ckpt, "--data",
+       *dir_ + "/test.jsonl", "--sandbox", *address_, "--out", out, "--limit", "4",
+       "--max-steps", "4", "--max-action-tokens", "16", "--max-format-errors", "1"},
+      absl::Seconds(300));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->exit_code, 0) << r->err;
+  j = nlohmann::json::parse(*common::ReadFile(out + "/summary.json"));
+  EXPECT_EQ(j["endings"].value("format_errors", 0), 4) << j.dump();
+  EXPECT_DOUBLE_EQ(j["mean_steps"].get<double>(), 1.0) << j.dump();
+  std::ifstream episodes(out + "/episodes.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(episodes, line)) {
+    ++lines;
+    auto e = nlohmann::json::parse(line);
+    ASSERT_EQ(e["steps"].size(), 1u) << line;
+    EXPECT_LE(e["steps"][0]["action_tokens"].get<int>(), 16) << line;
+  }
+  EXPECT_EQ(lines, 4);
+
+  r = testutil::RunCommand(
+      {testutil::BinaryPath("cli/nbrl"), "eval", "--policy", ckpt, "--data",
+       *dir_ + "/test.jsonl", "--sandbox", *address_, "--out", out,
+       "--max-action-tokens", "4"},
+      absl::Seconds(60));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 2);
+  EXPECT_NE(r->err.find("--max-action-tokens needs a whole number of at least 8"),
+            std::string::npos)
+      << r->err;
 }
 
 TEST_F(ScriptedExpertTest, CodeFamilyRunsHiddenTestsInAFreshSession) {
