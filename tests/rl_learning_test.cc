@@ -1,0 +1,214 @@
+// Reward rises under RL, end to end with real processes. A task the tiny model can
+// learn in a test's time: every question's answer is "yes" (the minimal family,
+// exact match). The warm start is `nbrl launch` in SFT mode on the scripted
+// expert's one-action demonstrations, half of which submit "ye0" instead, so the
+// warm-started policy answers right about half the time at temperature 1. Then
+// `nbrl launch` in RL mode (a learner, two actors, a sandbox worker, GRPO at
+// temperature 1) must raise it: the RL checkpoint's exact match on held-out
+// questions (`nbrl eval`, 4 samples each) beats the warm start's by at least 0.2,
+// and the last steps' batch EM beats the first steps'.
+//
+// What this catches: a flipped advantage or loss sign, behaviour log-probs or
+// masks misaligned with the learner's, weights never reaching the actors, a
+// schedule or clip that stalls learning. Any of them leaves EM flat or falling.
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "agent/prompts.h"
+#include "agent/task_family.h"
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "model/bpe_trainer.h"
+#include "model/checkpoint.h"
+#include "model/tokenizer.h"
+#include "tests/testing/subprocess.h"
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/tiny_run.h"
+
+namespace nbrl {
+namespace {
+
+using testutil::BinaryPath;
+
+constexpr int kSftSteps = 120;
+constexpr int kRlSteps = 24;
+
+std::string Questions(int first, int count) {
+  std::string out;
+  for (int i = first; i < first + count; ++i) {
+    nlohmann::json q = {{"id", absl::StrCat("y", i)},
+                        {"question", absl::StrCat("Question ", i, ": say yes.")},
+                        {"answers", {"yes"}}};
+    absl::StrAppend(&out, q.dump(), "\n");
+  }
+  return out;
+}
+
+// Mean of records[from, to) field `key`.
+double Mean(const std::vector<nlohmann::json>& records, size_t from, size_t to,
+            const char* key) {
+  double sum = 0;
+  for (size_t i = from; i < to; ++i) sum += records[i].value(key, 0.0);
+  return to > from ? sum / static_cast<double>(to - from) : 0.0;
+}
+
+class RlLearningTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = tmp_.path();
+    ASSERT_TRUE(
+        common::WriteFileAtomically(dir_ + "/train.jsonl", Questions(0, 32)).ok());
+    ASSERT_TRUE(
+        common::WriteFileAtomically(dir_ + "/test.jsonl", Questions(100, 16)).ok());
+
+    // A tokenizer trained on what the model reads and writes, and a random
+    // 2-layer Qwen2-shaped model (about 190k parameters).
+    auto family = agent::MakeTaskFamily("minimal");
+    ASSERT_TRUE(family.ok());
+    std::string corpus = agent::SystemPrompt((*family)->tools(), 2);
+    for (int i = 0; i < 40; ++i) {
+      agent::Example ex;
+      ex.question = absl::StrCat("Question ", i, ": say yes.");
+      absl::StrAppend(&corpus, "\n", (*family)->TaskText(ex),
+                      "\n<think>I know the answer.</think>\n<code>\n"
+                      "submit_final_answer(\"",
+                      i % 2 ? "yes" : "ye0", "\")\n</code>\n");
+    }
+    model::BpeTrainerOptions bo;
+    bo.vocab_size = 512;
+    auto files = model::TrainBpeTokenizer(corpus, bo);
+    ASSERT_TRUE(files.ok()) << files.status();
+    model_ = dir_ + "/model0";
+    ASSERT_TRUE(model::WriteTokenizerFiles(*files, model_).ok());
+    auto tok = model::Tokenizer::Load(model_);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    model::ModelConfig mc;
+    mc.vocab_size = (*tok)->vocab_size();
+    mc.hidden_size = 64;
+    mc.intermediate_size = 256;
+    mc.num_hidden_layers = 2;
+    mc.num_attention_heads = 4;
+    mc.num_key_value_heads = 2;
+    mc.head_dim = 16;
+    mc.max_position_embeddings = 2048;
+    auto m = model::Transformer::Create(mc, {});
+    ASSERT_TRUE(m.ok()) << m.status();
+    ASSERT_TRUE(model::SaveTransformer(**m, model_).ok());
+  }
+
+  // Runs `nbrl launch` on `yaml` to its learner.max_steps.
+  void Launch(const std::string& name, const std::string& yaml) {
+    const std::string config = dir_ + "/" + name + ".yaml";
+    ASSERT_TRUE(common::WriteFileAtomically(config, yaml).ok());
+    auto r = testutil::RunCommand(
+        {BinaryPath("cli/nbrl"), "launch", "--config", config}, absl::Seconds(600));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->exit_code, 0) << r->err;
+  }
+
+  // Held-out exact match of a checkpoint at temperature 1 under the RL limits.
+  double HeldOutEm(const std::string& checkpoint, const std::string& sandbox,
+                   const std::string& out) {
+    auto r = testutil::RunCommand({BinaryPath("cli/nbrl"),
+                                   "eval",
+                                   "--policy",
+                                   checkpoint,
+                                   "--data",
+                                   dir_ + "/test.jsonl",
+                                   "--family",
+                                   "minimal",
+                                   "--sandbox",
+                                   sandbox,
+                                   "--out",
+                                   dir_ + "/" + out,
+                                   "--samples",
+                                   "4",
+                                   "--max-steps",
+                                   "2",
+                                   "--max-action-tokens",
+                                   "48",
+                                   "--max-format-errors",
+                                   "1",
+                                   "--temperature",
+                                   "1",
+                                   "--seed",
+                                   "5"},
+                                  absl::Seconds(300));
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return -1;
+    EXPECT_EQ(r->exit_code, 0) << r->err;
+    std::cerr << out << ": " << r->out;
+    auto summary = common::ReadFile(dir_ + "/" + out + "/summary.json");
+    if (!summary.ok()) return -1;
+    return nlohmann::json::parse(*summary)["em"]["mean"].get<double>();
+  }
+
+  testutil::TempDir tmp_{"nbrl-rl-learning"};
+  std::string dir_, model_;
+};
+
+TEST_F(RlLearningTest, RewardRisesFromAHalfRightWarmStart) {
+  const std::string common_yaml = absl::StrCat(
+      "model:\n  path: MODEL\nactor:\n  data: ", dir_,
+      "/train.jsonl\n  family: minimal\n  max_steps: 2\n  max_action_tokens: 48\n"
+      "  context_tokens: 2048\n");
+  auto with_model = [&](std::string yaml, const std::string& path) {
+    yaml.replace(yaml.find("MODEL"), 5, path);
+    return yaml;
+  };
+  // Warm start: SFT on demonstrations that are right half the time.
+  Launch("sft", absl::StrCat(with_model(common_yaml, model_),
+                             "  policy: scripted\n  noise: 0.5\n  group_size: 4\n"
+                             "  groups_per_batch: 2\nlearner:\n  mode: sft\n"
+                             "  batch_groups: 2\n  lr: 0.01\n  max_steps: ",
+                             kSftSteps, "\n  checkpoint_every: 1000\nrun:\n  dir: ",
+                             dir_, "/sft\nlaunch:\n  actors: 1\n"));
+  const std::string warm =
+      absl::StrFormat("%s/sft/checkpoints/step-%08d", dir_, kSftSteps);
+  ASSERT_TRUE(std::filesystem::exists(warm + "/manifest.json")) << warm;
+
+  // RL from the warm start.
+  Launch("rl", absl::StrCat(with_model(common_yaml, warm),
+                            "  policy: model\n  temperature: 1.0\n  group_size: 8\n"
+                            "  groups_per_batch: 1\n  max_format_errors: 1\n"
+                            "learner:\n  mode: rl\n  advantage: grpo\n"
+                            "  batch_groups: 2\n  lr: 0.001\n  max_staleness: 1\n"
+                            "  max_steps: ",
+                            kRlSteps, "\n  checkpoint_every: 1000\nrun:\n  dir: ", dir_,
+                            "/rl\nlaunch:\n  actors: 2\n"));
+  const std::string trained =
+      absl::StrFormat("%s/rl/checkpoints/step-%08d", dir_, kRlSteps);
+  ASSERT_TRUE(std::filesystem::exists(trained + "/manifest.json")) << trained;
+
+  const std::vector<nlohmann::json> steps = testutil::StepRecords(dir_ + "/rl");
+  ASSERT_EQ(steps.size(), static_cast<size_t>(kRlSteps));
+  std::string trace;
+  for (const auto& s : steps)
+    absl::StrAppendFormat(&trace, " %.2f", s.value("em_mean", 0.0));
+  const double first = Mean(steps, 0, 4, "em_mean");
+  const double last = Mean(steps, kRlSteps - 5, kRlSteps, "em_mean");
+  EXPECT_GT(last, first) << "batch EM per step:" << trace;
+
+  // Before and after on held-out questions, through a sandbox of the test's own.
+  const std::string sandbox = "unix:" + dir_ + "/sandbox.sock";
+  auto server = testutil::Subprocess::Start(
+      {BinaryPath("sandbox_worker/nbrl-sandbox"), "serve", "sandbox.address=" + sandbox,
+       "run.dir=" + dir_ + "/sandbox", "metrics.enabled=false", "log.level=warning"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->WaitForLine("ready", absl::Seconds(60)).ok());
+  const double before = HeldOutEm(warm, sandbox, "eval-sft");
+  const double after = HeldOutEm(trained, sandbox, "eval-rl");
+  EXPECT_GE(after, before + 0.2)
+      << "held-out EM " << before << " -> " << after << "; batch EM per step:" << trace;
+  ASSERT_TRUE((*server)->Signal(SIGTERM).ok());
+  auto st = (*server)->Wait(absl::Seconds(30));
+  EXPECT_TRUE(st.ok() && WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+}
+
+}  // namespace
+}  // namespace nbrl
