@@ -113,6 +113,22 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
   const Example* ex = r.view.example;
   if (ex == nullptr)
     return absl::FailedPreconditionError("scripted policy needs the example");
+  json meta = json::parse(ex->metadata_json, nullptr, false);
+  const bool plan_less =
+      meta.is_discarded() || !meta.is_object() || !meta.contains("plan");
+  if (!plan_less &&
+      (!meta["plan"].is_array() || meta["plan"].empty() || !meta.contains("kind"))) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "example ", ex->id,
+        " has a malformed solution plan in its metadata (plan must be a non-empty "
+        "list, with a kind beside it)"));
+  }
+  if (plan_less && (ex->answers.empty() || ex->answers[0].empty())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "example ", ex->id,
+        " has neither a solution plan in its metadata nor an answer; the scripted "
+        "policy cannot demonstrate it"));
+  }
   auto [it, fresh] = state_.try_emplace(r.episode_id);
   EpisodeState& st = it->second;
   if (fresh) {
@@ -121,21 +137,11 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
       st.fault = std::uniform_int_distribution<int>(0, 2)(rng);
     }
   }
-  json meta = json::parse(ex->metadata_json, nullptr, false);
-  const bool has_plan = !meta.is_discarded() && meta.contains("plan") &&
-                        meta["plan"].is_array() && !meta["plan"].empty() &&
-                        meta.contains("kind");
-  if (!has_plan) {
-    // No plan (e.g. the minimal family): one action submits the gold answer; a
-    // faulty episode submits it with a copy error.
-    if (ex->answers.empty() || ex->answers[0].empty()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "example ", ex->id,
-          " has neither a solution plan in its metadata nor an answer; the scripted "
-          "policy cannot demonstrate it"));
-    }
+  if (plan_less) {
+    // One action submits the gold answer. A faulty episode appends a "1": wrong
+    // for any text or number (also under a numeric tolerance), and valid UTF-8.
     std::string answer = ex->answers[0];
-    if (st.fault >= 0) answer.back() = answer.back() != '0' ? '0' : '1';
+    if (st.fault >= 0) answer += '1';
     return absl::StrCat(
         "<think>I know the answer.</think>\n<code>\nsubmit_final_answer(", Py(answer),
         ")\n</code>");

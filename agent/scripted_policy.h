@@ -12,7 +12,7 @@
 //
 // An example without a plan (the minimal family, or any dataset with answers)
 // gets a one-action demonstration that submits its first gold answer; a faulty
-// episode submits it with the last character changed.
+// episode submits it with a "1" appended.
 //
 // It is the demonstrator for warm starts and the upper bound in reports. Its
 // actions carry log-prob 0 (it does not sample). Thread-compatible.
@@ -41,7 +41,8 @@ class ScriptedPolicy : public Policy {
   // `tokenizer` is not owned and must outlive the policy.
   ScriptedPolicy(const model::Tokenizer* tokenizer, ScriptedPolicyOptions options);
 
-  // FailedPrecondition for an example with neither a plan nor an answer.
+  // FailedPrecondition for an example with neither a plan nor an answer, or with a
+  // malformed plan.
   absl::StatusOr<std::vector<PolicyResponse>> Act(
       absl::Span<const PolicyRequest> requests) override;
   void EndEpisode(uint64_t episode_id) override;

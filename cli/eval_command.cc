@@ -41,7 +41,8 @@ constexpr char kUsage[] =
     "  --max-steps N     actions per episode, default 8\n"
     "  --max-action-tokens N\n"
     "                    tokens one action may take, default 512 (as the actor's\n"
-    "                    actor.max_action_tokens; evaluate with the RL run's value)\n"
+    "                    actor.max_action_tokens; evaluate with the RL run's value);\n"
+    "                    at most a quarter of the model's context\n"
     "  --max-format-errors N\n"
     "                    end an episode after N malformed actions in a row,\n"
     "                    default 3 (as actor.max_format_errors)\n"
@@ -141,9 +142,10 @@ int EvalCommand(int argc, char** argv) {
   for (const Bound& b : {Bound{"--max-action-tokens", max_action_tokens, 8},
                          Bound{"--max-format-errors", max_format_errors, 1},
                          Bound{"--max-steps", max_steps, 1}}) {
-    if (b.value < b.least || b.value != static_cast<int>(b.value)) {
-      std::cerr << "nbrl eval: " << b.name << " needs a whole number of at least "
-                << b.least << ", got " << f.Get(b.name) << "\n";
+    if (!(b.value >= b.least && b.value <= 1e6) ||
+        b.value != static_cast<int>(b.value)) {
+      std::cerr << "nbrl eval: " << b.name << " needs a whole number from " << b.least
+                << " to 1000000, got " << f.Get(b.name) << "\n";
       return 2;
     }
   }

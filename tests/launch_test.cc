@@ -236,6 +236,8 @@ TEST_F(LaunchTest, TwoNodesShareALearnerAndAddActorsScalesANode) {
   // survive max_staleness=1 is a race, so one actor can miss the first steps.
   ASSERT_TRUE(WaitForTrained(run_dir_, {"actor-0", "actor-1"}, absl::Seconds(120)))
       << LogTails(run_dir_);
+  ASSERT_LT(StepsLogged(run_dir_), kSteps - 6)
+      << "too few steps left for the scale-up; raise kSteps";
 
   // Node 1 gets a second actor: global index 3 (past the 2 first actors, node 1).
   auto scale = [&](const std::string& n) {

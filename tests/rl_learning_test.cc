@@ -1,12 +1,13 @@
 // Reward rises under RL, end to end with real processes. A task the tiny model can
 // learn in a test's time: every question's answer is "yes" (the minimal family,
 // exact match). The warm start is `nbrl launch` in SFT mode on the scripted
-// expert's one-action demonstrations, half of which submit "ye0" instead, so the
+// expert's one-action demonstrations, half of which submit "yes1" instead, so the
 // warm-started policy answers right about half the time at temperature 1. Then
 // `nbrl launch` in RL mode (a learner, two actors, a sandbox worker, GRPO at
 // temperature 1) must raise it: the RL checkpoint's exact match on held-out
-// questions (`nbrl eval`, 4 samples each) beats the warm start's by at least 0.2,
-// and the last steps' batch EM beats the first steps'.
+// questions (`nbrl eval`, 4 samples each; odd numbers where training has even
+// ones, so a tiny model's tokens stay in its distribution) beats the warm start's by
+// at least 0.2, and the last steps' batch EM beats the first steps'.
 //
 // What this catches: a flipped advantage or loss sign, behaviour log-probs or
 // masks misaligned with the learner's, weights never reaching the actors, a
@@ -15,17 +16,13 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "agent/prompts.h"
-#include "agent/task_family.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
-#include "model/bpe_trainer.h"
-#include "model/checkpoint.h"
-#include "model/tokenizer.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/tiny_run.h"
@@ -38,9 +35,10 @@ using testutil::BinaryPath;
 constexpr int kSftSteps = 120;
 constexpr int kRlSteps = 24;
 
-std::string Questions(int first, int count) {
+// Questions first, first + step, ... (count of them).
+std::string Questions(int first, int step, int count) {
   std::string out;
-  for (int i = first; i < first + count; ++i) {
+  for (int k = 0, i = first; k < count; ++k, i += step) {
     nlohmann::json q = {{"id", absl::StrCat("y", i)},
                         {"question", absl::StrCat("Question ", i, ": say yes.")},
                         {"answers", {"yes"}}};
@@ -62,43 +60,52 @@ class RlLearningTest : public ::testing::Test {
   void SetUp() override {
     dir_ = tmp_.path();
     ASSERT_TRUE(
-        common::WriteFileAtomically(dir_ + "/train.jsonl", Questions(0, 32)).ok());
+        common::WriteFileAtomically(dir_ + "/train.jsonl", Questions(0, 2, 32)).ok());
     ASSERT_TRUE(
-        common::WriteFileAtomically(dir_ + "/test.jsonl", Questions(100, 16)).ok());
+        common::WriteFileAtomically(dir_ + "/test.jsonl", Questions(1, 2, 16)).ok());
 
-    // A tokenizer trained on what the model reads and writes, and a random
-    // 2-layer Qwen2-shaped model (about 190k parameters).
-    auto family = agent::MakeTaskFamily("minimal");
-    ASSERT_TRUE(family.ok());
-    std::string corpus = agent::SystemPrompt((*family)->tools(), 2);
-    for (int i = 0; i < 40; ++i) {
-      agent::Example ex;
-      ex.question = absl::StrCat("Question ", i, ": say yes.");
-      absl::StrAppend(&corpus, "\n", (*family)->TaskText(ex),
-                      "\n<think>I know the answer.</think>\n<code>\n"
-                      "submit_final_answer(\"",
-                      i % 2 ? "yes" : "ye0", "\")\n</code>\n");
-    }
-    model::BpeTrainerOptions bo;
-    bo.vocab_size = 512;
-    auto files = model::TrainBpeTokenizer(corpus, bo);
-    ASSERT_TRUE(files.ok()) << files.status();
+    // The sandbox worker for the demonstrations and the evaluations (nbrl launch
+    // starts its own).
+    sandbox_ = "unix:" + dir_ + "/sandbox.sock";
+    auto server = testutil::Subprocess::Start(
+        {BinaryPath("sandbox_worker/nbrl-sandbox"), "serve",
+         "sandbox.address=" + sandbox_, "run.dir=" + dir_ + "/sandbox",
+         "metrics.enabled=false", "log.level=warning"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ASSERT_TRUE(server_->WaitForLine("ready", absl::Seconds(60)).ok());
+
+    // As deploy/quickstart.sh makes its model: a bootstrap tokenizer, the scripted
+    // expert's episodes, then a tokenizer trained on the questions and those
+    // episodes with a random 2-layer Qwen2-shaped model (about 190k parameters).
+    ASSERT_NO_FATAL_FAILURE(Run({BinaryPath("cli/nbrl"), "init-model", "--out",
+                                 dir_ + "/bootstrap", "--text", dir_ + "/train.jsonl",
+                                 "--vocab", "300", "--hidden", "16", "--layers", "1"}));
+    ASSERT_NO_FATAL_FAILURE(
+        Run({BinaryPath("cli/nbrl"), "eval", "--policy", "scripted", "--tokenizer",
+             dir_ + "/bootstrap", "--data", dir_ + "/train.jsonl", "--family",
+             "minimal", "--sandbox", sandbox_, "--out", dir_ + "/demos", "--noise",
+             "0.5", "--max-steps", "2"}));
     model_ = dir_ + "/model0";
-    ASSERT_TRUE(model::WriteTokenizerFiles(*files, model_).ok());
-    auto tok = model::Tokenizer::Load(model_);
-    ASSERT_TRUE(tok.ok()) << tok.status();
-    model::ModelConfig mc;
-    mc.vocab_size = (*tok)->vocab_size();
-    mc.hidden_size = 64;
-    mc.intermediate_size = 256;
-    mc.num_hidden_layers = 2;
-    mc.num_attention_heads = 4;
-    mc.num_key_value_heads = 2;
-    mc.head_dim = 16;
-    mc.max_position_embeddings = 2048;
-    auto m = model::Transformer::Create(mc, {});
-    ASSERT_TRUE(m.ok()) << m.status();
-    ASSERT_TRUE(model::SaveTransformer(**m, model_).ok());
+    ASSERT_NO_FATAL_FAILURE(
+        Run({BinaryPath("cli/nbrl"), "init-model", "--out", model_, "--text",
+             dir_ + "/train.jsonl," + dir_ + "/demos/episodes.jsonl", "--vocab", "512",
+             "--hidden", "64", "--layers", "2", "--heads", "4", "--kv-heads", "2",
+             "--positions", "2048"}));
+  }
+
+  void TearDown() override {
+    if (server_ == nullptr) return;
+    ASSERT_TRUE(server_->Signal(SIGTERM).ok());
+    auto st = server_->Wait(absl::Seconds(30));
+    EXPECT_TRUE(st.ok() && WIFEXITED(*st) && WEXITSTATUS(*st) == 0)
+        << server_->stderr_text();
+  }
+
+  static void Run(const std::vector<std::string>& argv) {
+    auto r = testutil::RunCommand(argv, absl::Seconds(300));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->exit_code, 0) << argv[1] << ": " << r->err;
   }
 
   // Runs `nbrl launch` on `yaml` to its learner.max_steps.
@@ -112,8 +119,7 @@ class RlLearningTest : public ::testing::Test {
   }
 
   // Held-out exact match of a checkpoint at temperature 1 under the RL limits.
-  double HeldOutEm(const std::string& checkpoint, const std::string& sandbox,
-                   const std::string& out) {
+  double HeldOutEm(const std::string& checkpoint, const std::string& out) {
     auto r = testutil::RunCommand({BinaryPath("cli/nbrl"),
                                    "eval",
                                    "--policy",
@@ -123,7 +129,7 @@ class RlLearningTest : public ::testing::Test {
                                    "--family",
                                    "minimal",
                                    "--sandbox",
-                                   sandbox,
+                                   sandbox_,
                                    "--out",
                                    dir_ + "/" + out,
                                    "--samples",
@@ -149,7 +155,8 @@ class RlLearningTest : public ::testing::Test {
   }
 
   testutil::TempDir tmp_{"nbrl-rl-learning"};
-  std::string dir_, model_;
+  std::string dir_, model_, sandbox_;
+  std::unique_ptr<testutil::Subprocess> server_;
 };
 
 TEST_F(RlLearningTest, RewardRisesFromAHalfRightWarmStart) {
@@ -194,20 +201,13 @@ TEST_F(RlLearningTest, RewardRisesFromAHalfRightWarmStart) {
   const double last = Mean(steps, kRlSteps - 5, kRlSteps, "em_mean");
   EXPECT_GT(last, first) << "batch EM per step:" << trace;
 
-  // Before and after on held-out questions, through a sandbox of the test's own.
-  const std::string sandbox = "unix:" + dir_ + "/sandbox.sock";
-  auto server = testutil::Subprocess::Start(
-      {BinaryPath("sandbox_worker/nbrl-sandbox"), "serve", "sandbox.address=" + sandbox,
-       "run.dir=" + dir_ + "/sandbox", "metrics.enabled=false", "log.level=warning"});
-  ASSERT_TRUE(server.ok()) << server.status();
-  ASSERT_TRUE((*server)->WaitForLine("ready", absl::Seconds(60)).ok());
-  const double before = HeldOutEm(warm, sandbox, "eval-sft");
-  const double after = HeldOutEm(trained, sandbox, "eval-rl");
+  // Before and after on held-out questions.
+  const double before = HeldOutEm(warm, "eval-sft");
+  EXPECT_GE(before, 0.25) << "the warm start did not learn the action format";
+  EXPECT_LE(before, 0.7) << "the warm start leaves RL too little to show";
+  const double after = HeldOutEm(trained, "eval-rl");
   EXPECT_GE(after, before + 0.2)
       << "held-out EM " << before << " -> " << after << "; batch EM per step:" << trace;
-  ASSERT_TRUE((*server)->Signal(SIGTERM).ok());
-  auto st = (*server)->Wait(absl::Seconds(30));
-  EXPECT_TRUE(st.ok() && WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
 }
 
 }  // namespace

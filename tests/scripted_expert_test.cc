@@ -1,10 +1,10 @@
 // The scripted expert solves task-world questions through a real nbrl-sandbox
 // (bubblewrap, the Python REPL driver, the Xapian search tools) over gRPC, driven by
 // the real episode loop: issue 5's bar is at least 95% exact match.
-#include <fstream>
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -210,13 +210,25 @@ TEST_F(ScriptedExpertTest, AnswersDirectlyWhereThereIsNoPlan) {
   agent::ScriptedPolicy wrong(tokenizer_, faulty);
   text = wrong.ActionText(req);
   ASSERT_TRUE(text.ok()) << text.status();
-  EXPECT_NE(text->find("submit_final_answer(\"ye0\")"), std::string::npos) << *text;
+  EXPECT_NE(text->find("submit_final_answer(\"yes1\")"), std::string::npos) << *text;
+  ex.answers = {"café"};  // a fault keeps the answer valid UTF-8
+  req.episode_id = 3;
+  text = wrong.ActionText(req);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_NE(text->find("submit_final_answer(\"café1\")"), std::string::npos) << *text;
   ex.answers.clear();
   req.episode_id = 2;
   text = exact.ActionText(req);
   EXPECT_EQ(text.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(text.status().message().find("neither a solution plan"), std::string::npos)
       << text.status();
+  ex.answers = {"yes"};
+  ex.metadata_json = R"({"plan": [], "kind": "lookup"})";
+  text = exact.ActionText(req);
+  EXPECT_EQ(text.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(text.status().message().find("malformed solution plan"), std::string::npos)
+      << text.status();
+  ex.metadata_json = "{}";
 
   // Through a real sandbox, with the minimal family's verifier: every episode is
   // one action and an exact match.
@@ -335,14 +347,13 @@ TEST_F(ScriptedExpertTest, EvalOfARandomSmallModelRunsToCompletion) {
   }
   EXPECT_EQ(lines, 4);
 
-  r = testutil::RunCommand(
-      {testutil::BinaryPath("cli/nbrl"), "eval", "--policy", ckpt, "--data",
-       *dir_ + "/test.jsonl", "--sandbox", *address_, "--out", out,
-       "--max-action-tokens", "4"},
-      absl::Seconds(60));
+  r = testutil::RunCommand({testutil::BinaryPath("cli/nbrl"), "eval", "--policy", ckpt,
+                            "--data", *dir_ + "/test.jsonl", "--sandbox", *address_,
+                            "--out", out, "--max-action-tokens", "4"},
+                           absl::Seconds(60));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->exit_code, 2);
-  EXPECT_NE(r->err.find("--max-action-tokens needs a whole number of at least 8"),
+  EXPECT_NE(r->err.find("--max-action-tokens needs a whole number from 8"),
             std::string::npos)
       << r->err;
 }
