@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -15,6 +16,7 @@
 #include "agent/prompts.h"
 #include "agent/scripted_policy.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "common/command_line.h"
 #include "common/file_util.h"
 #include "common/grpc_auth.h"
@@ -124,28 +126,24 @@ int EvalCommand(int argc, char** argv) {
     std::cerr << "nbrl eval: " << auth.status().message() << "\n";
     return 2;
   }
-  double limit, samples, concurrency, max_steps, temperature, noise, seed;
-  double max_action_tokens, max_format_errors;
+  double limit, samples, concurrency, temperature, noise, seed;
   if (!Number(f, "--limit", 0, &limit) || !Number(f, "--samples", 1, &samples) ||
       !Number(f, "--concurrency", 8, &concurrency) ||
-      !Number(f, "--max-steps", 8, &max_steps) ||
       !Number(f, "--temperature", 1.0, &temperature) ||
-      !Number(f, "--noise", 0, &noise) || !Number(f, "--seed", 1, &seed) ||
-      !Number(f, "--max-action-tokens", 512, &max_action_tokens) ||
-      !Number(f, "--max-format-errors", 3, &max_format_errors)) {
+      !Number(f, "--noise", 0, &noise) || !Number(f, "--seed", 1, &seed)) {
     return 2;
   }
-  struct Bound {
-    const char* name;
-    double value, least;
-  };
-  for (const Bound& b : {Bound{"--max-action-tokens", max_action_tokens, 8},
-                         Bound{"--max-format-errors", max_format_errors, 1},
-                         Bound{"--max-steps", max_steps, 1}}) {
-    if (!(b.value >= b.least && b.value <= 1e6) ||
-        b.value != static_cast<int>(b.value)) {
-      std::cerr << "nbrl eval: " << b.name << " needs a whole number from " << b.least
-                << " to 1000000, got " << f.Get(b.name) << "\n";
+  // Episode limits, as the actor's actor.max_steps / max_action_tokens /
+  // max_format_errors.
+  int max_steps = 8, max_action_tokens = 512, max_format_errors = 3;
+  for (auto [name, value, least] :
+       {std::tuple<const char*, int*, int>{"--max-steps", &max_steps, 1},
+        {"--max-action-tokens", &max_action_tokens, 8},
+        {"--max-format-errors", &max_format_errors, 1}}) {
+    if (!IntFlag(f.values, name, value, "eval")) return 2;
+    if (*value < least) {
+      std::cerr << "nbrl eval: " << name << " needs a whole number from " << least
+                << ", got " << *value << "\n";
       return 2;
     }
   }
@@ -228,16 +226,16 @@ int EvalCommand(int argc, char** argv) {
   eo.episode.family = family->get();
   eo.concurrency = static_cast<int>(concurrency);
   eo.samples = static_cast<int>(samples);
-  eo.episode.max_steps = static_cast<int>(max_steps);
+  eo.episode.max_steps = max_steps;
   eo.episode.system_prompt =
       agent::SystemPrompt((*family)->tools(), eo.episode.max_steps);
   eo.episode.context.context_tokens =
       model ? static_cast<int>(
                   std::min<int64_t>(model->config().max_position_embeddings, 32768))
             : 32768;
-  eo.episode.context.max_action_tokens = std::min(
-      static_cast<int>(max_action_tokens), eo.episode.context.context_tokens / 4);
-  eo.episode.max_consecutive_format_errors = static_cast<int>(max_format_errors);
+  eo.episode.context.max_action_tokens =
+      std::min(max_action_tokens, eo.episode.context.context_tokens / 4);
+  eo.episode.max_consecutive_format_errors = max_format_errors;
   const bool tty = ::isatty(STDERR_FILENO);
   eo.progress = [tty](int done, int total, double em) {
     int width = 30, filled = total > 0 ? width * done / total : width;
