@@ -22,15 +22,21 @@ namespace nbrl::model {
 // What every attention layer of one forward shares.
 struct AttentionContext {
   torch::Tensor cos, sin;    // [B, 1, L, hd] rotary tables at each token's position
-  torch::Tensor bias;        // [B, 1, G*L, S]: 0 where a query may attend to a key
-                             // slot, -inf elsewhere (MaskBias), in the model's dtype
+  torch::Tensor bias;        // [B, 1, 1, L, S]: 0 where a query may attend to a key
+                             // slot, -inf elsewhere (MaskBias), in the model's dtype;
+                             // -inf at every slot after the query's own (past + l):
+                             // attention is causal, whatever else it masks
   KvCache* cache = nullptr;  // null: attend within the chunk only (S = L)
 };
 
 // mask [B, 1, 1, L, S] bool (true: may attend) -> the additive attention bias
-// [B, 1, G*L, S] for G query heads per KV head (rows g * L + l, as the attention
-// lays out its queries).
-torch::Tensor MaskBias(const torch::Tensor& mask, int64_t groups, torch::Dtype dtype);
+// [B, 1, 1, L, S], shared by every query head.
+torch::Tensor MaskBias(const torch::Tensor& mask, torch::Dtype dtype);
+
+// Queries per block of the attention of a chunk of at least twice this many tokens
+// (a training row, a long prefill): each block is scored against the key slots up
+// to its own last query only.
+inline constexpr int64_t kAttentionBlock = 256;
 
 // y = x / sqrt(mean(x^2) + eps) * weight, computed in fp32 as Hugging Face does.
 class RMSNormImpl : public torch::nn::Module {

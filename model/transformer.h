@@ -81,10 +81,6 @@ class Transformer : public torch::nn::Module {
   torch::Tensor Logits(const torch::Tensor& hidden);
   // The output head's weight [V, D]: the embedding matrix when tied.
   torch::Tensor head_weight() const;
-  // Query heads per KV head.
-  int64_t QueryGroups() const {
-    return config_.num_attention_heads / config_.num_key_value_heads;
-  }
 
   // An empty cache for `batch_size` rows on this model's device and dtype.
   KvCache NewCache(int64_t batch_size) const;

@@ -1,12 +1,15 @@
 #include "model/transformer.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/checkpoint.h"
+#include "model/layers.h"
 #include "model/model_test_util.h"
 #include "tests/testing/subprocess.h"
 
@@ -71,7 +74,10 @@ TEST_P(ReferenceTest, LogitsMatchIndependentPythonReference) {
   const std::string dir = testing::TempDir("reference_" + GetParam());
   ASSERT_TRUE(SaveTransformer(*model, dir).ok());
   std::vector<std::vector<int64_t>> seqs = {
-      {1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8}, {96, 0, 42}, {7}};
+      {1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3, 2, 3, 8}, {96, 0, 42}, {7}, {}};
+  // Long enough for the attention's query blocks (kAttentionBlock).
+  for (int64_t i = 0; i < 2 * kAttentionBlock + 37; ++i)
+    seqs.back().push_back((i * 37 + 11) % config.vocab_size);
   std::vector<torch::Tensor> want = ReferenceLogits(dir, config.vocab_size, seqs);
   double worst = 0, spread = 0;
   for (size_t i = 0; i < seqs.size(); ++i) {
@@ -153,6 +159,109 @@ TEST(TransformerTest, CachedChunksMatchFullForward) {
   rows[0].push_back(30);
   EXPECT_LT(MaxAbsDiff(logits[0][0], SingleLogits(*model, rows[0])[11]), 1e-5);
   EXPECT_LT(MaxAbsDiff(logits[1][0], SingleLogits(*model, {31})[0]), 1e-5);
+}
+
+// A chunk long enough for query blocks (kAttentionBlock), after a cached prefix or
+// not, gives the logits of the same tokens fed in chunks too short for blocks, and
+// padding inside a blocked chunk changes nothing for the real tokens.
+TEST(TransformerTest, BlockedAttentionMatchesShortChunks) {
+  auto model = testing::RandomModel(testing::SmallQwen2Config(), /*seed=*/5);
+  const int64_t n = 2 * kAttentionBlock + 45, prefix = 70, pad = 33;
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < prefix + n; ++i) ids.push_back((i * 53 + 7) % 97);
+  torch::NoGradGuard no_grad;
+  // Reference: chunks of 100 tokens through the cache, none of them blocked.
+  std::vector<torch::Tensor> parts;
+  {
+    KvCache cache = model->NewCache(1);
+    for (size_t b = 0; b < ids.size(); b += 100) {
+      std::vector<int64_t> chunk(ids.begin() + b,
+                                 ids.begin() + std::min(ids.size(), b + 100));
+      torch::Tensor t = torch::tensor(chunk).unsqueeze(0);
+      parts.push_back(model->Logits(
+          model->Forward(t, torch::ones_like(t, torch::kBool), &cache))[0]);
+    }
+  }
+  torch::Tensor want = torch::cat(parts, 0);  // [prefix + n, V]
+  // The whole sequence in one blocked chunk, the second row left-padded.
+  torch::Tensor all = torch::tensor(ids);
+  torch::Tensor tokens = torch::zeros({2, pad + prefix + n}, torch::kInt64);
+  torch::Tensor valid = torch::zeros({2, pad + prefix + n}, torch::kBool);
+  tokens[0].narrow(0, 0, prefix + n).copy_(all);
+  valid[0].narrow(0, 0, prefix + n).fill_(true);
+  tokens[1].narrow(0, pad, prefix + n).copy_(all);
+  valid[1].narrow(0, pad, prefix + n).fill_(true);
+  torch::Tensor logits = model->Logits(model->Forward(tokens, valid));
+  EXPECT_LT(MaxAbsDiff(logits[0].narrow(0, 0, prefix + n), want), 1e-4);
+  EXPECT_LT(MaxAbsDiff(logits[1].narrow(0, pad, prefix + n), want), 1e-4);
+  // A blocked chunk after a cached prefix.
+  KvCache cache = model->NewCache(1);
+  torch::Tensor head = all.narrow(0, 0, prefix).unsqueeze(0);
+  model->Forward(head, torch::ones_like(head, torch::kBool), &cache);
+  torch::Tensor tail = all.narrow(0, prefix, n).unsqueeze(0);
+  torch::Tensor got =
+      model->Logits(model->Forward(tail, torch::ones_like(tail, torch::kBool), &cache));
+  EXPECT_LT(MaxAbsDiff(got[0], want.narrow(0, prefix, n)), 1e-4);
+}
+
+// The blocked attention's output and gradients (to the input and every weight)
+// equal those of plain full-matrix causal attention written out here.
+TEST(TransformerTest, BlockedAttentionGradientsMatchFullAttention) {
+  const ModelConfig config = testing::SmallQwen2Config();
+  torch::manual_seed(3);
+  Attention attn(config);
+  for (auto& p : attn->parameters()) {
+    torch::NoGradGuard no_grad;
+    p.normal_(0.0, 0.3);
+  }
+  const int64_t B = 2, L = 2 * kAttentionBlock + 19, H = config.num_attention_heads,
+                KV = config.num_key_value_heads, hd = config.head_dim;
+  torch::Tensor x = torch::randn({B, L, config.hidden_size}, torch::requires_grad());
+  torch::Tensor positions = torch::arange(L).unsqueeze(0).expand({B, L});
+  RotaryEmbedding rotary(hd, config.rope_theta, torch::kCPU);
+  // Row 1 may not attend to its first 40 tokens' keys (as a packed tree might).
+  torch::Tensor mask =
+      torch::ones({L, L}, torch::kBool).tril().unsqueeze(0).repeat({B, 1, 1});
+  mask[1].narrow(1, 0, 40).narrow(0, 40, L - 40).fill_(false);
+  AttentionContext ctx;
+  ctx.bias = MaskBias(mask.view({B, 1, 1, L, L}), torch::kFloat32);
+  std::tie(ctx.cos, ctx.sin) = rotary.Tables(positions, torch::kFloat32);
+  torch::Tensor got = attn->forward(x, ctx, 0);
+  torch::Tensor w = torch::randn_like(got);
+  auto grads = [&](const torch::Tensor& y) {
+    std::vector<torch::Tensor> inputs = {x};
+    for (auto& p : attn->parameters()) inputs.push_back(p);
+    return torch::autograd::grad({(y * w).sum()}, inputs);
+  };
+  std::vector<torch::Tensor> got_grads = grads(got);
+  // The reference: every query head against its KV head, the whole L x L matrix.
+  auto params = attn->named_parameters();
+  auto proj = [&](const std::string& name, int64_t heads) {
+    return torch::nn::functional::linear(x, params[name + ".weight"],
+                                         params[name + ".bias"])
+        .view({B, L, heads, hd})
+        .transpose(1, 2);
+  };
+  torch::Tensor q = ApplyRotary(proj("q_proj", H), ctx.cos, ctx.sin);
+  torch::Tensor k =
+      ApplyRotary(proj("k_proj", KV), ctx.cos, ctx.sin).repeat_interleave(H / KV, 1);
+  torch::Tensor v = proj("v_proj", KV).repeat_interleave(H / KV, 1);
+  torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(double(hd));
+  scores = scores.masked_fill(mask.unsqueeze(1).logical_not(),
+                              -std::numeric_limits<float>::infinity());
+  torch::Tensor y = torch::matmul(torch::softmax(scores, -1), v)
+                        .transpose(1, 2)
+                        .reshape({B, L, H * hd});
+  torch::Tensor want = torch::nn::functional::linear(y, params["o_proj.weight"]);
+  EXPECT_LT(MaxAbsDiff(got, want), 1e-4);
+  std::vector<torch::Tensor> want_grads = grads(want);
+  ASSERT_EQ(got_grads.size(), want_grads.size());
+  for (size_t i = 0; i < got_grads.size(); ++i) {
+    const double scale = want_grads[i].abs().max().item<double>();
+    EXPECT_GT(scale, 0.0) << i;
+    EXPECT_LT(MaxAbsDiff(got_grads[i], want_grads[i]), 1e-4 * std::max(1.0, scale))
+        << i;
+  }
 }
 
 TEST(TransformerTest, OutOfRangeTokenThrowsAndLeavesTheCacheUsable) {
