@@ -26,6 +26,7 @@
 #include "common/status_macros.h"
 #include "glog/logging.h"
 #include "model/checkpoint.h"
+#include "model/runtime.h"
 #include "model/weight_codec.h"
 
 namespace nbrl::actor {
@@ -48,6 +49,9 @@ absl::Status Run(common::ProcessContext& ctx) {
   const bool scripted = c.GetString("actor.policy") == "scripted";
   std::unique_ptr<model::Transformer> model;
   if (!scripted) {
+    if (const int threads = static_cast<int>(c.GetInt("actor.threads")); threads > 0)
+      RETURN_IF_ERROR(model::SetCpuThreads(threads));
+    LOG(INFO) << "actor: " << model::DescribeRuntime(model::GetRuntimeInfo());
     ASSIGN_OR_RETURN(model, model::LoadTransformer(model_path));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<model::Tokenizer> tokenizer,

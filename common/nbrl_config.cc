@@ -164,6 +164,10 @@ void DeclareLearner(ConfigSchema& s) {
            "Dual-clip constant for negative advantages (0: off).", 0.0);
   s.String("learner.aggregation", "token-mean", "Loss aggregation.",
            {"token-mean", "action-mean"});
+  s.Int("learner.threads", 0,
+        "CPU threads of the learner's model math (libtorch and OpenBLAS); 0: the "
+        "libraries' defaults.",
+        0);
   s.Int("learner.microbatch_tokens", 8192, "Padded tokens per forward/backward pass.",
         1);
   s.Int("learner.world_size", 1, "Learner ranks (data parallel).", 1);
@@ -233,6 +237,11 @@ void DeclareActor(ConfigSchema& s) {
            "Scripted expert only: probability that an episode has one fault.", 0.0,
            1.0);
   s.Duration("actor.cell_timeout", absl::Seconds(10), "Wall-clock limit of one cell.");
+  s.Int("actor.threads", 0,
+        "CPU threads of the actor's model math (libtorch and OpenBLAS); 0: the "
+        "libraries' defaults (OpenBLAS: one per CPU). Actors sharing a CPU-only "
+        "machine run best with cores / actors each.",
+        0);
 }
 
 void DeclareLaunch(ConfigSchema& s) {

@@ -32,6 +32,7 @@
 #include "learner/learner_service.h"
 #include "learner/trainer.h"
 #include "model/checkpoint.h"
+#include "model/runtime.h"
 #include "model/safetensors.h"
 #include "model/weight_codec.h"
 
@@ -247,6 +248,9 @@ absl::Status Run(common::ProcessContext& ctx) {
   }
   const int64_t start_step = resume ? resume->step : 0;
 
+  if (const int threads = static_cast<int>(c.GetInt("learner.threads")); threads > 0)
+    RETURN_IF_ERROR(model::SetCpuThreads(threads));
+  LOG(INFO) << "learner: " << model::DescribeRuntime(model::GetRuntimeInfo());
   ASSIGN_OR_RETURN(std::unique_ptr<model::Transformer> policy,
                    model::LoadTransformer(model_path));
   if (resume) {

@@ -1,5 +1,6 @@
 #include "model/runtime.h"
 
+#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include "absl/strings/match.h"
@@ -7,6 +8,22 @@
 #include "absl/strings/str_cat.h"
 
 namespace nbrl::model {
+namespace {
+
+// OpenBLAS's thread controls, looked up in the process (libtorch's BLAS may be
+// another library: then they are null).
+using GetThreadsFn = int (*)();
+using SetThreadsFn = void (*)(int);
+GetThreadsFn OpenBlasGetThreads() {
+  return reinterpret_cast<GetThreadsFn>(
+      dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+}
+SetThreadsFn OpenBlasSetThreads() {
+  return reinterpret_cast<SetThreadsFn>(
+      dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+}
+
+}  // namespace
 
 RuntimeInfo GetRuntimeInfo() {
   RuntimeInfo info;
@@ -19,15 +36,29 @@ RuntimeInfo GetRuntimeInfo() {
   info.cuda_device_count =
       info.cuda_available ? static_cast<int>(torch::cuda::device_count()) : 0;
   info.intra_op_threads = at::get_num_threads();
+  if (GetThreadsFn get = OpenBlasGetThreads()) info.blas_threads = get();
   return info;
 }
 
+absl::Status SetCpuThreads(int threads) {
+  if (threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CPU threads must be at least 1 (got ", threads, ")"));
+  }
+  at::set_num_threads(threads);
+  if (SetThreadsFn set = OpenBlasSetThreads()) set(threads);
+  return absl::OkStatus();
+}
+
 std::string DescribeRuntime(const RuntimeInfo& info) {
-  return absl::StrCat("libtorch ", info.torch_version, ", CUDA build ",
-                      info.built_with_cuda ? "yes" : "no", ", CUDA devices ",
-                      info.cuda_device_count, ", intra-op threads ",
-                      info.intra_op_threads, ", collectives ",
-                      info.built_with_cuda ? "NCCL (GPU) + Gloo (CPU)" : "Gloo (CPU)");
+  return absl::StrCat(
+      "libtorch ", info.torch_version, ", CUDA build ",
+      info.built_with_cuda ? "yes" : "no", ", CUDA devices ", info.cuda_device_count,
+      ", intra-op threads ", info.intra_op_threads,
+      info.blas_threads > 0 ? absl::StrCat(", OpenBLAS threads ", info.blas_threads)
+                            : std::string(),
+      ", collectives ",
+      info.built_with_cuda ? "NCCL (GPU) + Gloo (CPU)" : "Gloo (CPU)");
 }
 
 absl::StatusOr<c10::Device> SelectDevice(const std::string& name) {

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace c10 {
@@ -20,9 +21,19 @@ struct RuntimeInfo {
   bool cuda_available = false;   // a CUDA device can be used now
   int cuda_device_count = 0;
   int intra_op_threads = 0;
+  int blas_threads = 0;  // OpenBLAS's own thread pool; 0 when libtorch does not
+                         // run on OpenBLAS
 };
 
 RuntimeInfo GetRuntimeInfo();
+
+// Sets the CPU threads of this process's tensor math to `threads` (>= 1): libtorch's
+// intra-op pool and, when libtorch runs on OpenBLAS (Debian's build), OpenBLAS's own
+// pool. OpenBLAS otherwise starts one thread per CPU and keeps them spinning on
+// sched_yield between products, which on a machine shared by several model
+// processes (actors beside a learner) costs the others a large share of the CPU.
+// InvalidArgument for threads < 1.
+absl::Status SetCpuThreads(int threads);
 
 // One line for --version and start-up logs.
 std::string DescribeRuntime(const RuntimeInfo& info);

@@ -19,6 +19,32 @@ TEST(RuntimeTest, ReportsTheLinkedLibtorch) {
   EXPECT_THAT(DescribeRuntime(info), HasSubstr("libtorch " + info.torch_version));
 }
 
+// Both pools follow SetCpuThreads; OpenBLAS's only where libtorch runs on it
+// (Debian's libtorch does: libopenblas0-pthread).
+TEST(RuntimeTest, SetCpuThreadsSetsLibtorchAndOpenBlas) {
+  const RuntimeInfo before = GetRuntimeInfo();
+  ASSERT_TRUE(SetCpuThreads(1).ok());
+  RuntimeInfo info = GetRuntimeInfo();
+  EXPECT_EQ(info.intra_op_threads, 1);
+  if (before.blas_threads > 0) {
+    EXPECT_EQ(info.blas_threads, 1);
+    EXPECT_THAT(DescribeRuntime(info), HasSubstr("OpenBLAS threads 1"));
+  }
+  ASSERT_TRUE(SetCpuThreads(3).ok());
+  info = GetRuntimeInfo();
+  EXPECT_EQ(info.intra_op_threads, 3);
+  if (before.blas_threads > 0) {
+    EXPECT_EQ(info.blas_threads, 3);
+  }
+  // Products still compute right on the resized pools.
+  torch::Tensor a = torch::randn({64, 48}), b = torch::randn({48, 32});
+  EXPECT_TRUE(torch::allclose(torch::mm(a, b), (a.unsqueeze(2) * b.unsqueeze(0)).sum(1),
+                              1e-4, 1e-4));
+  absl::Status bad = SetCpuThreads(0);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("at least 1"));
+}
+
 TEST(RuntimeTest, CpuIsAlwaysSelectable) {
   auto device = SelectDevice("cpu");
   ASSERT_TRUE(device.ok()) << device.status();
