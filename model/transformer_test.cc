@@ -210,9 +210,11 @@ TEST(TransformerTest, BlockedAttentionGradientsMatchFullAttention) {
   const ModelConfig config = testing::SmallQwen2Config();
   torch::manual_seed(3);
   Attention attn(config);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   for (auto& p : attn->parameters()) {
     torch::NoGradGuard no_grad;
-    p.normal_(0.0, 0.3);
+    p.normal_(0.0, 0.3, gen);  // an explicit generator: gcc -O1 (ASan) otherwise
+                               // warns of an uninitialized optional<Generator>
   }
   const int64_t B = 2, L = 2 * kAttentionBlock + 19, H = config.num_attention_heads,
                 KV = config.num_key_value_heads, hd = config.head_dim;
