@@ -99,7 +99,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x,
   k = ApplyRotary(k, ctx.cos, ctx.sin);
   if (ctx.cache != nullptr)
     std::tie(k, v) = ctx.cache->Store(layer, k, v);  // [B, KV, S, hd]
-  // Query heads h = kv * G + g share KV head kv: [B, H, L, hd] -> [B, KV, G*L, hd],
+  // Query heads h = kv * G + g share KV head kv: [B, H, L, hd] -> [B, KV, G, L, hd],
   // so that K and V are used as they are (no copy per query head). The scale goes
   // on q (L x hd) rather than the scores (L x S), and the mask is added in place to
   // the product (broadcast over the G query heads of a KV head), which autograd
