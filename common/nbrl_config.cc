@@ -150,6 +150,11 @@ void DeclareLearner(ConfigSchema& s) {
   s.String("learner.advantage", "reinforce++", "Advantage estimator.",
            {"reinforce++", "grpo"});
   s.Double("learner.gamma", 0.95, "Discount between steps (reinforce++).", 0.0, 1.0);
+  s.Double("learner.negative_advantage_scale", 1.0,
+           "Factor on negative advantages, after the estimator (1: the plain "
+           "estimator; below 1 the update leans on the rollouts that beat their "
+           "baseline, which sharpens the policy).",
+           0.0, 1.0);
   s.Double("learner.lr", 1e-6, "AdamW learning rate.", 0.0);
   s.Double("learner.weight_decay", 0.0, "AdamW weight decay.", 0.0);
   s.Int("learner.warmup_steps", 0, "Linear learning-rate warm-up.", 0);

@@ -84,4 +84,14 @@ absl::StatusOr<std::vector<std::vector<double>>> ComputeAdvantages(
                                                  "' is not one of: reinforce++, grpo"));
 }
 
+void ScaleNegativeAdvantages(double scale,
+                             std::vector<std::vector<double>>* advantages) {
+  if (scale == 1.0) return;
+  for (auto& steps : *advantages) {
+    for (double& a : steps) {
+      if (a < 0) a *= scale;
+    }
+  }
+}
+
 }  // namespace nbrl::learner

@@ -31,6 +31,12 @@ struct AdvantageOptions {
   // Whiten the reinforce++ returns over this batch. Off: return the raw discounted
   // returns (the data-parallel trainer whitens over all ranks itself).
   bool whiten = true;
+  // Factor on negative advantages, applied last (ScaleNegativeAdvantages), after
+  // any whitening: 1 is the plain estimator; below 1 the update leans on the
+  // rollouts that beat their baseline. Pushing down the tokens of failed samples
+  // raises every other token, so a small policy sampled at temperature 1 spreads
+  // its distribution further; scaling them down sharpens it.
+  double negative_scale = 1.0;
 };
 
 struct TrajectoryRewards {
@@ -45,6 +51,10 @@ struct TrajectoryRewards {
 // non-finite reward, or gamma outside [0, 1].
 absl::StatusOr<std::vector<std::vector<double>>> ComputeAdvantages(
     const AdvantageOptions& options, const std::vector<TrajectoryRewards>& batch);
+
+// Multiplies every negative advantage by `scale` (in [0, 1]); the rest are kept.
+void ScaleNegativeAdvantages(double scale,
+                             std::vector<std::vector<double>>* advantages);
 
 }  // namespace nbrl::learner
 

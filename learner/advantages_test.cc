@@ -53,6 +53,26 @@ TEST(AdvantagesTest, GrpoUsesTheGroupBaseline) {
   EXPECT_DOUBLE_EQ((*unscaled)[0][0], 0.5);
 }
 
+TEST(AdvantagesTest, NegativeScaleShrinksOnlyTheNegativeAdvantages) {
+  // A GRPO group of rewards {1, 0, 0, 0}: mean 0.25, std sqrt(3)/4.
+  AdvantageOptions o;
+  o.estimator = "grpo";
+  auto adv =
+      ComputeAdvantages(o, {{0, {1.0}}, {0, {0.0, 0.0}}, {0, {0.0}}, {0, {0.0}}});
+  ASSERT_TRUE(adv.ok());
+  const double std = std::sqrt(3.0) / 4;
+  ScaleNegativeAdvantages(0.25, &*adv);
+  EXPECT_NEAR((*adv)[0][0], 0.75 / std, 1e-5);
+  EXPECT_NEAR((*adv)[1][0], -0.25 * 0.25 / std, 1e-5);
+  EXPECT_NEAR((*adv)[1][1], -0.25 * 0.25 / std, 1e-5);
+  ScaleNegativeAdvantages(0.0, &*adv);
+  EXPECT_NEAR((*adv)[0][0], 0.75 / std, 1e-5);
+  EXPECT_EQ((*adv)[3][0], 0.0);
+  std::vector<std::vector<double>> same = {{-1.0, 2.0}};
+  ScaleNegativeAdvantages(1.0, &same);
+  EXPECT_EQ(same[0][0], -1.0);
+}
+
 TEST(AdvantagesTest, BadInputIsRejected) {
   AdvantageOptions o;
   EXPECT_FALSE(ComputeAdvantages(o, {{0, {}}}).ok());

@@ -259,6 +259,7 @@ absl::StatusOr<StepStats> Trainer::Step(
       for (double& a : steps) a = denom > 0 ? (a - mean) / denom : 0;
     }
   }
+  ScaleNegativeAdvantages(ao.negative_scale, &adv);
   ASSIGN_OR_RETURN(std::vector<PackedRow> samples, BuildSamples(groups, adv));
   // Microbatches of rows of similar lengths pad less: on the quickstart's episodes
   // (rows of 1,000 to 3,300 tokens, 16 per step) sorting cuts the padded tokens by
