@@ -20,8 +20,8 @@
 #   2 world        nbrl world (fixed seed) and nbrl-sandbox index of its documents
 #   3 model        the scripted expert's episodes on 300 training questions (nbrl
 #                  eval --policy scripted; --small: 20), then
-#                  nbrl init-model: a tokenizer trained on the world's texts and
-#                  those episodes, and a random Qwen2-shaped model
+#                  nbrl init-model: a tokenizer trained on the training questions
+#                  and those episodes, and a random Qwen2-shaped model
 #   4 warm start   nbrl launch configs/quickstart-sft.yaml: SFT on scripted demos
 #   5 eval before  nbrl eval of the newest SFT checkpoint on the test split
 #   6 RL           nbrl launch configs/quickstart-rl.yaml from that checkpoint
@@ -41,13 +41,13 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
 # --- Settings kept in one place -----------------------------------------------
 WORLD_SEED=7           # the task world: the same questions for every --seed
-EVAL_TEMPERATURE=1.0   # sampling temperature of both evaluations (RL samples at 1.0)
+EVAL_TEMPERATURE=0.5   # sampling temperature of both evaluations (RL samples at 0.5)
 EVAL_SAMPLES=1         # rollouts per test question (pass@k with k = this)
 EVAL_CONCURRENCY=8     # episodes at once
 DEMO_NOISE=0.3         # the expert's fault rate in the tokenizer's demonstrations
 # The full pipeline (the recipes in configs/ hold the training settings).
 FULL_WORLD_ARGS=(--train 2000 --val 200 --test 200)
-FULL_MODEL_ARGS=(--vocab 2048 --hidden 128 --layers 2 --heads 4 --kv-heads 2)
+FULL_MODEL_ARGS=(--vocab 1024 --hidden 128 --layers 2 --heads 4 --kv-heads 2)
 FULL_EVAL_LIMIT=0      # 0: the whole test split
 FULL_DEMO_LIMIT=300    # training questions the tokenizer's expert episodes cover
 FULL_SFT_OVERRIDES=()
@@ -60,7 +60,10 @@ SMALL_EVAL_LIMIT=6
 SMALL_DEMO_LIMIT=20
 SMALL_SFT_OVERRIDES=(learner.max_steps=4 learner.checkpoint_every=2
                      learner.warmup_steps=1 learner.batch_groups=4 actor.group_size=1)
+# The tiny model's groups mostly score alike; the full recipe's filter of such
+# groups (uniform_group_keep 0) would leave it waiting for a batch.
 SMALL_RL_OVERRIDES=(learner.max_steps=4 learner.checkpoint_every=2
+                    learner.uniform_group_keep=1
                     actor.max_steps=4 actor.max_action_tokens=96
                     actor.context_tokens=2048)
 # -------------------------------------------------------------------------------
@@ -296,9 +299,10 @@ start_sandbox() {
   fail "nbrl-sandbox serve did not get ready in 2 minutes"
 }
 # === 3. model =====================================================================
-begin 3 model "a tokenizer trained on the world and the expert's episodes, and a random model (${model_args[*]})"
+begin 3 model "a tokenizer trained on the training questions and the expert's episodes, and a random model (${model_args[*]})"
 model_inputs="world=$(file_hash "$(stamp_file world)")
 model_args=${model_args[*]}
+tokenizer_text=train.jsonl,episodes.jsonl
 demos=$demo_limit noise=$DEMO_NOISE
 seed=$seed"
 if reusable model "$model_inputs"; then
@@ -307,10 +311,12 @@ else
   invalidate model
   rm -rf "$Q/model0" "$Q/demos"
   log=$Q/logs/model.log; : >"$log"
-  # The tokenizer learns from the texts the model will read and write: the
-  # world's documents and questions, and the scripted expert's episodes on the
-  # first training questions (system prompt, code, outputs, Notepads). A first
-  # tokenizer, trained on the world alone, only serves to run those episodes.
+  # The tokenizer learns from the texts the model trains on: the training
+  # questions and the scripted expert's episodes on the first of them (system
+  # prompt, code, outputs, Notepads). Not from the documents: a held-out entity's
+  # name would become tokens that no training text contains, whose embeddings
+  # stay random, and the model would fail on the test questions for that alone.
+  # A first tokenizer, trained on the world, only serves to run those episodes.
   run "$log" "$NBRL" init-model --out "$Q/demos/bootstrap" \
     --text "$Q/world/corpus.jsonl,$Q/world/train.jsonl" "${model_args[@]}" \
     --seed "$seed" || fail "nbrl init-model (the bootstrap tokenizer) failed"
@@ -320,7 +326,7 @@ else
     --sandbox "unix:$sock" --out "$Q/demos" --seed "$seed" ||
     fail "nbrl eval of the scripted expert failed"
   run "$log" "$NBRL" init-model --out "$Q/model0" \
-    --text "$Q/world/corpus.jsonl,$Q/world/train.jsonl,$Q/demos/episodes.jsonl" \
+    --text "$Q/world/train.jsonl,$Q/demos/episodes.jsonl" \
     "${model_args[@]}" --seed "$seed" || fail "nbrl init-model failed"
   finish model "$model_inputs"
 fi
