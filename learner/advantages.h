@@ -34,8 +34,9 @@ struct AdvantageOptions {
   // Factor on negative advantages, applied last (ScaleNegativeAdvantages), after
   // any whitening: 1 is the plain estimator; below 1 the update leans on the
   // rollouts that beat their baseline. Pushing down the tokens of failed samples
-  // raises every other token, so a small policy sampled at temperature 1 spreads
-  // its distribution further; scaling them down sharpens it.
+  // raises every other token and widens the distribution; scaling them down is
+  // meant to sharpen it (on the quickstart at temperature 1 it did not:
+  // docs/algorithm.md).
   double negative_scale = 1.0;
 };
 
