@@ -153,7 +153,7 @@ void DeclareLearner(ConfigSchema& s) {
   s.Double("learner.negative_advantage_scale", 1.0,
            "Factor on negative advantages, after the estimator (1: the plain "
            "estimator; below 1 the update leans on the rollouts that beat their "
-           "baseline, which sharpens the policy).",
+           "baseline; docs/algorithm.md has what it did on the quickstart).",
            0.0, 1.0);
   s.Double("learner.lr", 1e-6, "AdamW learning rate.", 0.0);
   s.Double("learner.weight_decay", 0.0, "AdamW weight decay.", 0.0);
