@@ -202,6 +202,21 @@ reuse() { echo "reusing $1 (inputs unchanged: $(stamp_file "$2"))"; }
 
 # The resolved configuration of a launch phase without the source comments.
 resolved() { "$NBRL" config --config "$@" | sed -e 's/  # .*$//'; }
+# flat < RESOLVED: one "section.key: value" line per key.
+flat() {
+  awk '{ match($0, /^ */); depth = RLENGTH / 2; line = substr($0, RLENGTH + 1)
+         key = line; sub(/:.*/, "", key); value = line; sub(/^[^:]*: ?/, "", value)
+         path[depth] = key
+         if (value == "") next  # a section
+         name = path[0]; for (i = 1; i <= depth; i++) name = name "." path[i]
+         print name ": " value }'
+}
+# settings < RESOLVED: the keys whose values differ from nbrl's defaults. The
+# stamps hash these, so a newer nbrl that adds a key (at its default) reuses the
+# finished phases; like a rebuilt nbrl, a changed default does not re-run them.
+settings() {
+  flat | grep -vxF -f <("$NBRL" config | sed -e 's/  # .*$//' | flat) || true
+}
 # config_value KEY < RESOLVED: one key (section.name) of a resolved config.
 config_value() {
   awk -v sec="${1%%.*}" -v name="${1#*.}" '
@@ -371,7 +386,7 @@ sft_inputs="model=$(file_hash "$(stamp_file model)")
 seed=$seed
 steps=$sft_steps
 overrides=${sft_overrides[*]+"${sft_overrides[*]}"}
-config=$(hash_of <<<"$sft_conf")"
+config=$(settings <<<"$sft_conf" | hash_of)"
 if reusable sft "$sft_inputs"; then
   reuse "$Q/sft" sft
 else
@@ -414,7 +429,7 @@ rl_inputs="sft_checkpoint=$(file_hash "$sft_checkpoint/manifest.json")
 seed=$seed
 steps=$rl_steps
 overrides=${rl_overrides[*]+"${rl_overrides[*]}"}
-config=$(hash_of <<<"$rl_conf")"
+config=$(settings <<<"$rl_conf" | hash_of)"
 if reusable rl "$rl_inputs"; then
   reuse "$Q/rl" rl
 else
