@@ -22,6 +22,7 @@
 #include "common/grpc_auth.h"
 #include "common/nbrl_config.h"
 #include "model/checkpoint.h"
+#include "model/runtime.h"
 
 namespace nbrl::cli {
 namespace {
@@ -51,6 +52,8 @@ constexpr char kUsage[] =
     "  --temperature T   sampling temperature of a model policy, default 1\n"
     "  --noise P         fault probability of the scripted policy, default 0\n"
     "  --seed N          sampling / noise seed, default 1\n"
+    "  --threads N       CPU threads of the model math (libtorch and OpenBLAS),\n"
+    "                    as actor.threads; default 0: the libraries' defaults\n"
     "  --config FILE     the run's YAML: its auth.* keys (token, TLS) reach a\n"
     "                    sandbox that requires them; key=value overrides apply\n"
     "                    (e.g. auth.token_file=run/certs/token)\n";
@@ -93,7 +96,8 @@ int EvalCommand(int argc, char** argv) {
                          "--noise",
                          "--seed",
                          "--max-action-tokens",
-                         "--max-format-errors"};
+                         "--max-format-errors",
+                         "--threads"};
   auto cl = common::ParseCommandLine(argc, argv, options);
   if (!cl.ok()) {
     std::cerr << "nbrl eval: " << cl.status().message() << "\n";
@@ -135,11 +139,12 @@ int EvalCommand(int argc, char** argv) {
   }
   // Episode limits, as the actor's actor.max_steps / max_action_tokens /
   // max_format_errors.
-  int max_steps = 8, max_action_tokens = 512, max_format_errors = 3;
+  int max_steps = 8, max_action_tokens = 512, max_format_errors = 3, threads = 0;
   for (auto [name, value, least] :
        {std::tuple<const char*, int*, int>{"--max-steps", &max_steps, 1},
         {"--max-action-tokens", &max_action_tokens, 8},
-        {"--max-format-errors", &max_format_errors, 1}}) {
+        {"--max-format-errors", &max_format_errors, 1},
+        {"--threads", &threads, 0}}) {
     if (!IntFlag(f.values, name, value, "eval")) return 2;
     if (*value < least) {
       std::cerr << "nbrl eval: " << name << " needs a whole number from " << least
@@ -184,12 +189,20 @@ int EvalCommand(int argc, char** argv) {
     so.seed = static_cast<uint64_t>(seed);
     policy = std::make_unique<agent::ScriptedPolicy>(tokenizer->get(), so);
   } else {
+    if (threads > 0) {
+      if (absl::Status st = model::SetCpuThreads(threads); !st.ok()) {
+        std::cerr << "nbrl eval: --threads: " << st.message() << "\n";
+        return 2;
+      }
+    }
     auto loaded = model::LoadTransformer(policy_name);
     if (!loaded.ok()) {
       std::cerr << "nbrl eval: " << loaded.status().message() << "\n";
       return 2;
     }
     model = std::move(*loaded);
+    std::cerr << "nbrl eval: " << model::DescribeRuntime(model::GetRuntimeInfo())
+              << "\n";
     agent::ModelPolicyOptions mo;
     mo.max_episodes = static_cast<int>(concurrency);
     mo.temperature = temperature;

@@ -326,13 +326,34 @@ TEST_F(ScriptedExpertTest, EvalOfARandomSmallModelRunsToCompletion) {
 
   // The RL run's episode limits: a short action cap and the end at the first
   // malformed action (a random model writes nothing well-formed in 16 tokens).
-  r = testutil::RunCommand(
-      {testutil::BinaryPath("cli/nbrl"), "eval", "--policy", ckpt, "--data",
-       *dir_ + "/test.jsonl", "--sandbox", *address_, "--out", out, "--limit", "4",
-       "--max-steps", "4", "--max-action-tokens", "16", "--max-format-errors", "1"},
-      absl::Seconds(300));
+  r = testutil::RunCommand({testutil::BinaryPath("cli/nbrl"),
+                            "eval",
+                            "--policy",
+                            ckpt,
+                            "--data",
+                            *dir_ + "/test.jsonl",
+                            "--sandbox",
+                            *address_,
+                            "--out",
+                            out,
+                            "--limit",
+                            "4",
+                            "--max-steps",
+                            "4",
+                            "--max-action-tokens",
+                            "16",
+                            "--max-format-errors",
+                            "1",
+                            "--threads",
+                            "1"},
+                           absl::Seconds(300));
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->exit_code, 0) << r->err;
+  // --threads sets both pools, and the run says what it runs with.
+  EXPECT_NE(r->err.find("intra-op threads 1"), std::string::npos) << r->err;
+  if (r->err.find("OpenBLAS threads") != std::string::npos) {
+    EXPECT_NE(r->err.find("OpenBLAS threads 1"), std::string::npos) << r->err;
+  }
   j = nlohmann::json::parse(*common::ReadFile(out + "/summary.json"));
   EXPECT_EQ(j["endings"].value("format_errors", 0), 4) << j.dump();
   EXPECT_DOUBLE_EQ(j["mean_steps"].get<double>(), 1.0) << j.dump();
@@ -355,6 +376,15 @@ TEST_F(ScriptedExpertTest, EvalOfARandomSmallModelRunsToCompletion) {
   EXPECT_EQ(r->exit_code, 2);
   EXPECT_NE(r->err.find("--max-action-tokens needs a whole number from 8"),
             std::string::npos)
+      << r->err;
+
+  r = testutil::RunCommand(
+      {testutil::BinaryPath("cli/nbrl"), "eval", "--policy", ckpt, "--data",
+       *dir_ + "/test.jsonl", "--sandbox", *address_, "--out", out, "--threads", "-1"},
+      absl::Seconds(60));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 2);
+  EXPECT_NE(r->err.find("--threads needs a non-negative integer"), std::string::npos)
       << r->err;
 }
 
