@@ -167,6 +167,7 @@ absl::Status Run(common::ProcessContext& ctx) {
   eo.max_consecutive_format_errors =
       static_cast<int>(c.GetInt("actor.max_format_errors"));
   eo.cell_timeout = c.GetDuration("actor.cell_timeout");
+  eo.rewards = agent::RewardOptionsFrom(c);
   agent::EpisodeRunner runner(tokenizer.get(), chat.get(), policy, sandbox.get(), eo);
   std::cout << "ready actor=" << actor_id << std::endl;
   // Sample with the learner's weights from the first episode on (after a learner

@@ -29,6 +29,16 @@ absl::Status ValidateRewardOptions(const RewardOptions& o) {
   return absl::OkStatus();
 }
 
+RewardOptions RewardOptionsFrom(const common::Config& c) {
+  RewardOptions o;
+  o.em = c.GetDouble("actor.reward.em");
+  o.f1 = c.GetDouble("actor.reward.f1");
+  o.has_answer = c.GetDouble("actor.reward.has_answer");
+  o.format = c.GetDouble("actor.reward.format");
+  o.execution = c.GetDouble("actor.reward.execution");
+  return o;
+}
+
 RewardBreakdown ComputeRewards(const RewardOptions& o, const EpisodeOutcome& e,
                                std::optional<double> verified_score) {
   RewardBreakdown r;

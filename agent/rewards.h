@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/config.h"
 
 namespace nbrl::agent {
 
@@ -39,6 +40,9 @@ struct RewardOptions {
 
 // InvalidArgument for a negative weight or an unknown answer_match.
 absl::Status ValidateRewardOptions(const RewardOptions& options);
+
+// The weights of a run's configuration (actor.reward.*); the rest as default.
+RewardOptions RewardOptionsFrom(const common::Config& config);
 
 struct StepOutcome {
   bool well_formed = false;

@@ -1,5 +1,6 @@
 #include "agent/rewards.h"
 
+#include "common/nbrl_config.h"
 #include "gtest/gtest.h"
 
 namespace nbrl::agent {
@@ -125,6 +126,48 @@ TEST(RewardsTest, BadOptionsAreRejected) {
   o = RewardOptions();
   o.answer_match = "fuzzy";
   EXPECT_FALSE(ValidateRewardOptions(o).ok());
+}
+
+TEST(RewardOptionsFromTest, ReadsTheActorRewardKeys) {
+  auto defaults = common::Config::Load(common::NbrlConfigSchema(), "", {});
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  RewardOptions d = RewardOptionsFrom(*defaults);
+  RewardOptions built_in;
+  EXPECT_EQ(d.em, built_in.em);
+  EXPECT_EQ(d.f1, built_in.f1);
+  EXPECT_EQ(d.has_answer, built_in.has_answer);
+  EXPECT_EQ(d.format, built_in.format);
+  EXPECT_EQ(d.execution, built_in.execution);
+
+  auto c = common::Config::Load(
+      common::NbrlConfigSchema(), "",
+      {"actor.reward.em=2", "actor.reward.f1=0.5", "actor.reward.has_answer=0.25",
+       "actor.reward.format=0", "actor.reward.execution=0"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  RewardOptions o = RewardOptionsFrom(*c);
+  EXPECT_EQ(o.em, 2);
+  EXPECT_EQ(o.f1, 0.5);
+  EXPECT_EQ(o.has_answer, 0.25);
+  EXPECT_EQ(o.format, 0);
+  EXPECT_EQ(o.execution, 0);
+  EXPECT_TRUE(ValidateRewardOptions(o).ok());
+
+  // An EM-only reward: a failed episode earns nothing for its well-formed actions.
+  auto em_only =
+      common::Config::Load(common::NbrlConfigSchema(), "",
+                           {"actor.reward.format=0", "actor.reward.execution=0"});
+  ASSERT_TRUE(em_only.ok()) << em_only.status();
+  EpisodeOutcome failed;
+  failed.steps = {{true, true, 10}, {true, true, 10}};
+  failed.has_final_answer = true;
+  failed.final_answer = "wrong";
+  failed.gold_answers = {"right"};
+  EXPECT_EQ(ComputeRewards(RewardOptionsFrom(*em_only), failed, std::nullopt).total, 0);
+  EXPECT_GT(ComputeRewards(d, failed, std::nullopt).total, 0);
+
+  auto bad =
+      common::Config::Load(common::NbrlConfigSchema(), "", {"actor.reward.format=-1"});
+  EXPECT_FALSE(bad.ok());
 }
 
 }  // namespace

@@ -55,7 +55,8 @@ constexpr char kUsage[] =
     "  --threads N       CPU threads of the model math (libtorch and OpenBLAS),\n"
     "                    as actor.threads; default 0: the libraries' defaults\n"
     "  --config FILE     the run's YAML: its auth.* keys (token, TLS) reach a\n"
-    "                    sandbox that requires them; key=value overrides apply\n"
+    "                    sandbox that requires them, and its actor.reward.*\n"
+    "                    weights score the episodes; key=value overrides apply\n"
     "                    (e.g. auth.token_file=run/certs/token)\n";
 
 struct Flags {
@@ -249,6 +250,7 @@ int EvalCommand(int argc, char** argv) {
   eo.episode.context.max_action_tokens =
       std::min(max_action_tokens, eo.episode.context.context_tokens / 4);
   eo.episode.max_consecutive_format_errors = max_format_errors;
+  eo.episode.rewards = agent::RewardOptionsFrom(*config);
   const bool tty = ::isatty(STDERR_FILENO);
   eo.progress = [tty](int done, int total, double em) {
     int width = 30, filled = total > 0 ? width * done / total : width;

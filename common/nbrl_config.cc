@@ -150,6 +150,10 @@ void DeclareLearner(ConfigSchema& s) {
   s.String("learner.advantage", "reinforce++", "Advantage estimator.",
            {"reinforce++", "grpo"});
   s.Double("learner.gamma", 0.95, "Discount between steps (reinforce++).", 0.0, 1.0);
+  s.Bool("learner.grpo_std", true,
+         "grpo: divide each group's rewards minus their mean by the group's standard "
+         "deviation (false: the plain differences, so a group whose rewards differ "
+         "by little moves the policy little).");
   s.Double("learner.negative_advantage_scale", 1.0,
            "Factor on negative advantages, after the estimator (1: the plain "
            "estimator; below 1 the update leans on the rollouts that beat their "
@@ -242,6 +246,19 @@ void DeclareActor(ConfigSchema& s) {
            "Scripted expert only: probability that an episode has one fault.", 0.0,
            1.0);
   s.Duration("actor.cell_timeout", absl::Seconds(10), "Wall-clock limit of one cell.");
+  // The reward of an episode (agent/rewards.h, docs/algorithm.md): weighted
+  // components; the answer's on the last action, format and execution per action.
+  s.Double("actor.reward.em", 1.0, "Weight of the final answer's exact match (0/1).",
+           0.0);
+  s.Double("actor.reward.f1", 0.0, "Weight of the final answer's token F1.", 0.0);
+  s.Double("actor.reward.has_answer", 0.0, "Weight of submitting any answer.", 0.0);
+  s.Double("actor.reward.format", 0.1,
+           "Weight of well-formed actions (the fraction of the episode's actions).",
+           0.0);
+  s.Double("actor.reward.execution", 0.1,
+           "Weight of cells that ran without an exception or timeout (the fraction of "
+           "the episode's actions).",
+           0.0);
   s.Int("actor.threads", 0,
         "CPU threads of the actor's model math (libtorch and OpenBLAS); 0: the "
         "libraries' defaults (OpenBLAS: one per CPU). Actors sharing a CPU-only "

@@ -44,6 +44,7 @@ TrainerOptions TrainerOptionsFrom(const common::Config& c) {
   o.mode = c.GetString("learner.mode");
   o.advantages.estimator = c.GetString("learner.advantage");
   o.advantages.gamma = c.GetDouble("learner.gamma");
+  o.advantages.grpo_scale = c.GetBool("learner.grpo_std");
   o.advantages.negative_scale = c.GetDouble("learner.negative_advantage_scale");
   o.loss.clip_low = c.GetDouble("learner.clip_low");
   o.loss.clip_high = c.GetDouble("learner.clip_high");
