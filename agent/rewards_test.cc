@@ -162,8 +162,8 @@ TEST(RewardOptionsFromTest, ReadsTheActorRewardKeys) {
   failed.has_final_answer = true;
   failed.final_answer = "wrong";
   failed.gold_answers = {"right"};
-  EXPECT_EQ(ComputeRewards(RewardOptionsFrom(*em_only), failed, std::nullopt).total, 0);
-  EXPECT_GT(ComputeRewards(d, failed, std::nullopt).total, 0);
+  EXPECT_EQ(ComputeRewards(RewardOptionsFrom(*em_only), failed).total, 0);
+  EXPECT_GT(ComputeRewards(d, failed).total, 0);
 
   auto bad =
       common::Config::Load(common::NbrlConfigSchema(), "", {"actor.reward.format=-1"});
