@@ -219,9 +219,8 @@ settings() {
 }
 # config_value KEY < RESOLVED: one key (section.name) of a resolved config.
 config_value() {
-  awk -v sec="${1%%.*}" -v name="${1#*.}" '
-    /^[^ ]/ { in_sec = ($0 == sec ":") }
-    in_sec && $1 == name ":" { $1 = ""; sub(/^ /, ""); gsub(/"/, ""); print; exit }'
+  flat | awk -v key="$1: " 'index($0, key) == 1 {
+    value = substr($0, length(key) + 1); gsub(/"/, "", value); print value; exit }'
 }
 checkpoint() { printf '%s/checkpoints/step-%08d' "$1" "$2"; }
 
