@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "agent/action_parser.h"
 #include "common/status_macros.h"
@@ -54,6 +55,31 @@ void ForEachConcurrently(const std::vector<size_t>& indices, Fn fn) {
 }
 
 }  // namespace
+
+std::string CellErrorLine(const CellResult& cell) {
+  constexpr size_t kMaxBytes = 120;
+  std::string line;
+  if (cell.end == CellEnd::kTimeout) {
+    line = "the cell timed out";
+  } else if (cell.end == CellEnd::kSessionKilled) {
+    line = absl::StrCat("the session was killed", cell.kill_reason.empty() ? "" : ": ",
+                        cell.kill_reason);
+  } else if (cell.has_error) {
+    absl::string_view message = cell.error_message;
+    message = message.substr(0, message.find('\n'));
+    line = absl::StrCat(cell.error_name.empty() ? "Error" : cell.error_name,
+                        message.empty() ? "" : ": ", message);
+  } else {
+    return "";
+  }
+  line = line.substr(0, line.find('\n'));
+  if (line.size() > kMaxBytes) {
+    size_t cut = kMaxBytes;  // at a character boundary
+    while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+    line = absl::StrCat(line.substr(0, cut), "...");
+  }
+  return line;
+}
 
 const char* EndingReasonName(EndingReason reason) {
   switch (reason) {
@@ -198,6 +224,7 @@ absl::StatusOr<std::vector<TrajectoryRecord>> EpisodeRunner::Run(
         e.action.error = "the action ran out of tokens before </code>";
       }
       s.well_formed = e.action.well_formed;
+      if (!e.action.well_formed) s.error = e.action.error;
       e.record.steps.push_back(std::move(s));
       e.outcomes.push_back(
           {e.action.well_formed, false, static_cast<int>(resp.tokens.size())});
@@ -225,6 +252,7 @@ absl::StatusOr<std::vector<TrajectoryRecord>> EpisodeRunner::Run(
           e.End(EndingReason::kFormatErrors, e.action.error);
         }
       } else if (!e.cell.ok()) {
+        s.error = "the sandbox failed";
         e.End(EndingReason::kSandboxFailure, e.cell.status().ToString());
       } else {
         e.format_errors_in_a_row = 0;
@@ -235,6 +263,7 @@ absl::StatusOr<std::vector<TrajectoryRecord>> EpisodeRunner::Run(
         e.variables = e.cell->variables;
         s.executed_ok = !e.cell->has_error && e.cell->end == CellEnd::kCompleted;
         e.outcomes.back().executed_ok = s.executed_ok;
+        if (!s.executed_ok) s.error = CellErrorLine(*e.cell);
         observation = RenderObservation(*e.cell, options_.context.observation_chars,
                                         options_.cell_timeout);
         if (e.cell->has_final_answer) {

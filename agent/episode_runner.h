@@ -76,6 +76,11 @@ class EpisodeRunner {
   const EpisodeOptions options_;
 };
 
+// A failed cell's error in one line (StepRecord::error): "Name: first line of the
+// message" for one that raised, "the cell timed out", "the session was killed:
+// reason"; at most about 120 bytes. Empty for a cell that ran to the end.
+std::string CellErrorLine(const CellResult& cell);
+
 }  // namespace nbrl::agent
 
 #endif  // NBRL_AGENT_EPISODE_RUNNER_H_

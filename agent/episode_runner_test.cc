@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "agent/prompts.h"
+#include "common/utf8.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/bpe_trainer.h"
@@ -113,6 +114,7 @@ absl::StatusOr<CellResult> Echo(const std::string&, const std::string& code, int
   if (absl::StrContains(code, "raise")) {
     r.has_error = true;
     r.error_name = "ValueError";
+    r.error_message = "boom";
     r.traceback = "Traceback ...\nValueError: boom";
   }
   return r;
@@ -181,6 +183,8 @@ TEST(EpisodeRunnerTest, MalformedActionsAreNotExecutedAndEndTheEpisode) {
   EXPECT_EQ(sandbox.executed.load(), 0);
   EXPECT_FALSE(t.steps[0].well_formed);
   EXPECT_THAT(t.steps[0].observation_text, HasSubstr("Not executed"));
+  EXPECT_FALSE(t.steps[0].error.empty());  // the parser's reason
+  EXPECT_THAT(t.steps[0].observation_text, HasSubstr(t.steps[0].error));
   EXPECT_EQ(t.total_reward, 0.0);
 }
 
@@ -199,6 +203,8 @@ TEST(EpisodeRunnerTest, MaxStepsAndExecutionFailuresAreScored) {
   EXPECT_FALSE(t.steps[0].executed_ok);
   EXPECT_TRUE(t.steps[1].executed_ok);
   EXPECT_THAT(t.steps[0].observation_text, HasSubstr("ValueError: boom"));
+  EXPECT_EQ(t.steps[0].error, "ValueError: boom");
+  EXPECT_EQ(t.steps[1].error, "");
   // format 0.1 (all four) + execution 0.1 * 3/4, no answer.
   EXPECT_NEAR(t.total_reward, 0.1 + 0.075, 1e-9);
 }
@@ -290,6 +296,29 @@ TEST(EpisodeRunnerTest, ContextTooSmallForThePromptEndsWithContextLimit) {
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ((*out)[0].ending_reason, EndingReason::kContextLimit);
   EXPECT_THAT((*out)[0].ending_detail, HasSubstr("exceed"));
+}
+
+TEST(CellErrorLineTest, NamesWhatWentWrongInOneShortLine) {
+  CellResult r;
+  EXPECT_EQ(CellErrorLine(r), "");  // ran to the end
+  r.has_error = true;
+  r.error_name = "KeyError";
+  r.error_message = "'id'\nmore lines of the message";
+  EXPECT_EQ(CellErrorLine(r), "KeyError: 'id'");
+  r.error_message = "";
+  EXPECT_EQ(CellErrorLine(r), "KeyError");
+  // Long messages are cut at a character boundary (each 'é' is two bytes).
+  r.error_message =
+      "ab" + std::string(105, 'x') + "\xc3\xa9\xc3\xa9\xc3\xa9" + std::string(50, 'y');
+  std::string line = CellErrorLine(r);
+  EXPECT_EQ(line, "KeyError: ab" + std::string(105, 'x') + "\xc3\xa9...");
+  EXPECT_TRUE(absl::EndsWith(line, "...")) << line;
+  EXPECT_TRUE(common::IsValidUtf8(line)) << line;
+  r.end = CellEnd::kTimeout;
+  EXPECT_EQ(CellErrorLine(r), "the cell timed out");
+  r.end = CellEnd::kSessionKilled;
+  r.kill_reason = "memory limit";
+  EXPECT_EQ(CellErrorLine(r), "the session was killed: memory limit");
 }
 
 TEST(ObservationTest, RenderingShowsEveryPartAndCutsLongOutput) {

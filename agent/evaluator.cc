@@ -1,7 +1,9 @@
 #include "agent/evaluator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -91,7 +93,13 @@ absl::StatusOr<EvalResult> Evaluate(const model::Tokenizer* tokenizer,
     kind_em[kind] += em;
     s.count_by_kind[kind]++;
     if (em == 1.0) solved[i / static_cast<size_t>(options.samples)] = true;
+    std::set<std::string> seen;
     for (const StepRecord& step : r.steps) {
+      if (!step.error.empty()) {
+        EvalSummary::ErrorCount& c = s.step_errors[step.error];
+        ++c.steps;
+        if (seen.insert(step.error).second) ++c.episodes;
+      }
       if (!step.well_formed)
         s.errors["malformed_action"]++;
       else if (!step.executed_ok)
@@ -134,7 +142,29 @@ std::string SummaryJson(const EvalSummary& s) {
   j["em_by_kind"] = s.em_by_kind;
   j["count_by_kind"] = s.count_by_kind;
   j["errors"] = s.errors;
-  return j.dump(2) + "\n";
+  // Most episodes first; ties by steps, then by text.
+  std::vector<std::pair<std::string, EvalSummary::ErrorCount>> by_count(
+      s.step_errors.begin(), s.step_errors.end());
+  std::stable_sort(by_count.begin(), by_count.end(), [](const auto& a, const auto& b) {
+    if (a.second.episodes != b.second.episodes)
+      return a.second.episodes > b.second.episodes;
+    return a.second.steps > b.second.steps;
+  });
+  j["step_errors"] = json::array();
+  int more_errors = 0, more_steps = 0;
+  for (size_t i = 0; i < by_count.size(); ++i) {
+    const auto& [error, c] = by_count[i];
+    if (i < static_cast<size_t>(kMaxListedErrors)) {
+      j["step_errors"].push_back(
+          {{"error", error}, {"episodes", c.episodes}, {"steps", c.steps}});
+    } else {
+      ++more_errors;
+      more_steps += c.steps;
+    }
+  }
+  j["step_errors_not_listed"] = {{"errors", more_errors}, {"steps", more_steps}};
+  // Errors quote the sandbox's text: never let a stray byte abort the summary.
+  return j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
 std::string EpisodeJsonLine(const TrajectoryRecord& r, const Example& ex,
@@ -159,6 +189,7 @@ std::string EpisodeJsonLine(const TrajectoryRecord& r, const Example& ex,
                           {"well_formed", s.well_formed},
                           {"executed_ok", s.executed_ok},
                           {"policy_version", s.policy_version}});
+    if (!s.error.empty()) j["steps"].back()["error"] = s.error;
   }
   j["context_tokens"] = r.tokens.size();
   if (tokenizer != nullptr && !r.steps.empty()) {

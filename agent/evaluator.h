@@ -1,8 +1,9 @@
 // Evaluation of a policy on a dataset: runs every question `samples` times through
 // the episode loop, `concurrency` episodes at a time, and summarises exact match and
 // F1 (mean and standard error), a per-kind breakdown (metadata "kind"), pass@k, mean
-// steps, ending reasons and an error taxonomy. Every episode is kept for the JSONL
-// log, readable by people (actions and observations as text).
+// steps, ending reasons, an error taxonomy and the most common step errors (what a
+// malformed action got wrong, what a failed cell raised). Every episode is kept for the
+// JSONL log, readable by people (actions and observations as text).
 //
 // Not thread-safe; `nbrl eval` is its command-line adapter.
 #ifndef NBRL_AGENT_EVALUATOR_H_
@@ -37,6 +38,11 @@ struct EvalSummary {
   std::map<std::string, double> em_by_kind;  // metadata kind -> EM
   std::map<std::string, int> count_by_kind;
   std::map<std::string, int> errors;  // malformed actions, failed cells, timeouts, ...
+  // Each distinct StepRecord::error: the episodes with it and its steps.
+  struct ErrorCount {
+    int episodes = 0, steps = 0;
+  };
+  std::map<std::string, ErrorCount> step_errors;
 };
 
 struct EvalResult {
@@ -53,7 +59,11 @@ absl::StatusOr<EvalResult> Evaluate(const model::Tokenizer* tokenizer,
                                     const std::vector<Example>& examples,
                                     const EvalOptions& options);
 
-// The summary as JSON (pretty-printed) and one JSON line per episode.
+// The summary as JSON (pretty-printed) and one JSON line per episode. Its
+// "step_errors" lists the kMaxListedErrors errors of the most episodes, each as
+// {"error", "episodes", "steps"}, and "step_errors_not_listed" what the list leaves
+// out ({"errors", "steps"}).
+inline constexpr int kMaxListedErrors = 12;
 std::string SummaryJson(const EvalSummary& summary);
 // With a tokenizer the line also holds "context": the last action's full context
 // (system prompt, task, kept steps, Notepad) decoded as text.

@@ -44,6 +44,10 @@ struct StepRecord {
   bool executed_ok = false;
   std::string action_text;       // decoded, for people
   std::string observation_text;  // rendered, for people
+  // Why the step failed, in one line; empty when its cell ran to the end. The
+  // parser's reason for a malformed action, "Name: message" for a cell that raised,
+  // "the cell timed out" or "the session was killed: ..." (CellErrorLine).
+  std::string error;
   absl::Duration generate_time;
   absl::Duration execute_time;
 };

@@ -1,10 +1,12 @@
 // `nbrl report`: compares two `nbrl eval` summaries, typically the warm start
 // before RL and the policy after it, on the same split. Prints a before / after /
 // delta table (EM and F1 with their standard errors, pass@k, reward, steps, the
-// share of every ending reason, EM per question kind, errors per episode) and
+// share of every ending reason, EM per question kind, errors per episode, the
+// most common step errors) and
 // writes it as DIR/report.md and DIR/report.json. With --steps it also turns a
 // learner's step log into DIR/curve.tsv (step, reward_mean, em_mean, loss) for a
 // plot (deploy/quickstart.sh draws DIR/learning.png from it with gnuplot).
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -14,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
@@ -43,7 +46,9 @@ constexpr char kUsage[] =
     "\n"
     "Prints the table: EM and F1 (mean +- standard error), pass@k, mean reward,\n"
     "mean steps, the share of episodes per ending reason, EM per question kind and\n"
-    "errors per episode, each before, after and the change.\n";
+    "errors per episode, each before, after and the change; then the step errors\n"
+    "(what a malformed action got wrong, what a failed cell raised) found in the\n"
+    "most episodes, as the share of episodes with each.\n";
 
 // One evaluation: the fields of the summary.json that `nbrl eval` writes
 // (agent::SummaryJson).
@@ -54,6 +59,13 @@ struct EvalSide {
   double pass_at_k = 0, mean_steps = 0, mean_reward = 0;
   std::map<std::string, int> endings, count_by_kind, errors;
   std::map<std::string, double> em_by_kind;
+  // The most common step errors, as summary.json lists them (absent from the
+  // summaries of older nbrl evals: then empty).
+  struct StepError {
+    std::string error;
+    int episodes = 0, steps = 0;
+  };
+  std::vector<StepError> step_errors;
 };
 
 // `field` ("em.mean") of `root`, which was read from `file`.
@@ -129,6 +141,32 @@ absl::StatusOr<EvalSide> LoadSummary(const std::string& path) {
   RETURN_IF_ERROR(NumberMap(j, s.file, "em_by_kind", &s.em_by_kind));
   RETURN_IF_ERROR(NumberMap(j, s.file, "count_by_kind", &s.count_by_kind));
   RETURN_IF_ERROR(NumberMap(j, s.file, "errors", &s.errors));
+  if (j.contains("step_errors")) {
+    const json& list = j["step_errors"];
+    if (!list.is_array()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(s.file, ": field \"step_errors\" must be a list, got ",
+                       common::JsonForMessage(list)));
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string where = absl::StrCat("step_errors.", i);
+      if (!list[i].is_object() || !list[i].contains("error") ||
+          !list[i]["error"].is_string()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(s.file, ": field \"", where,
+                         "\" must be an object with a string \"error\", got ",
+                         common::JsonForMessage(list[i])));
+      }
+      EvalSide::StepError e;
+      e.error = list[i]["error"].get<std::string>();
+      double episodes, steps;
+      ASSIGN_OR_RETURN(episodes, Number(list[i], s.file, "episodes"));
+      ASSIGN_OR_RETURN(steps, Number(list[i], s.file, "steps"));
+      e.episodes = static_cast<int>(episodes);
+      e.steps = static_cast<int>(steps);
+      s.step_errors.push_back(std::move(e));
+    }
+  }
   return s;
 }
 
@@ -170,6 +208,11 @@ json SideJson(const EvalSide& s) {
   j["errors_per_episode"] = json::object();
   for (const auto& kv : s.errors)
     j["errors_per_episode"][kv.first] = Share(s.errors, kv.first, s.episodes);
+  j["step_errors"] = json::array();
+  for (const EvalSide::StepError& e : s.step_errors) {
+    j["step_errors"].push_back(
+        {{"error", e.error}, {"episodes", e.episodes}, {"steps", e.steps}});
+  }
   return j;
 }
 
@@ -211,6 +254,16 @@ std::string Fixed(double v, int digits = 3) {
 std::string Signed(double v, int digits = 3) {
   if (std::fabs(v) < 0.5 * std::pow(10.0, -digits)) v = 0;  // no "-0.000"
   return absl::StrFormat("%+.*f", digits, v);
+}
+
+// Step errors in the table: the most common ones, each cut to a readable width.
+constexpr int kErrorRows = 6;
+std::string ShortLabel(const std::string& text) {
+  constexpr size_t kMaxBytes = 64;
+  if (text.size() <= kMaxBytes) return text;
+  size_t cut = kMaxBytes;  // at a character boundary
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + "...";
 }
 
 std::vector<Row> BuildRows(const EvalSide& b, const EvalSide& a) {
@@ -258,6 +311,30 @@ std::vector<Row> BuildRows(const EvalSide& b, const EvalSide& a) {
     rows.push_back(
         {"errors/episode " + k, Fixed(eb, 2), Fixed(ea, 2), Signed(ea - eb, 2)});
   }
+  // The step errors that touch the most episodes on either side, as the share of
+  // episodes with them.
+  std::map<std::string, std::pair<int, int>> episodes_with;  // before, after
+  for (const EvalSide::StepError& e : b.step_errors)
+    episodes_with[e.error].first = e.episodes;
+  for (const EvalSide::StepError& e : a.step_errors)
+    episodes_with[e.error].second = e.episodes;
+  std::vector<std::pair<std::string, std::pair<int, int>>> top(episodes_with.begin(),
+                                                               episodes_with.end());
+  std::stable_sort(top.begin(), top.end(), [](const auto& x, const auto& y) {
+    return std::max(x.second.first, x.second.second) >
+           std::max(y.second.first, y.second.second);
+  });
+  if (top.size() > static_cast<size_t>(kErrorRows)) top.resize(kErrorRows);
+  for (const auto& [error, counts] : top) {
+    auto share = [](int n, int episodes) {
+      return episodes > 0 ? static_cast<double>(n) / episodes : 0.0;
+    };
+    double eb = share(counts.first, b.episodes), ea = share(counts.second, a.episodes);
+    rows.push_back({"error: " + ShortLabel(error),
+                    absl::StrCat(Fixed(eb), " (", counts.first, ")"),
+                    absl::StrCat(Fixed(ea), " (", counts.second, ")"),
+                    Signed(ea - eb)});
+  }
   return rows;
 }
 
@@ -298,8 +375,9 @@ std::string MarkdownTable(const std::vector<Row>& rows, const std::string& lb,
   std::string out =
       absl::StrCat("| | ", lb, " | ", la, " | change |\n|---|---|---|---|\n");
   for (const Row& r : rows) {
-    absl::StrAppend(&out, "| ", r.label, " | ", r.before, " | ", r.after, " | ",
-                    r.delta, " |\n");
+    // A step error may quote a '|' (Python code): escape it for the cell.
+    absl::StrAppend(&out, "| ", absl::StrReplaceAll(r.label, {{"|", "\\|"}}), " | ",
+                    r.before, " | ", r.after, " | ", r.delta, " |\n");
   }
   return out;
 }

@@ -36,7 +36,13 @@ constexpr char kAfter[] = R"({
   "endings": {"submitted": 4},
   "em_by_kind": {"comparison": 0.0, "lookup": 1.0},
   "count_by_kind": {"comparison": 2, "lookup": 2},
-  "errors": {"malformed_action": 2}
+  "errors": {"malformed_action": 2},
+  "step_errors": [
+    {"error": "AssertionError: the question has another form", "episodes": 2,
+     "steps": 3},
+    {"error": "<code> blocks cannot be nested", "episodes": 1, "steps": 1}
+  ],
+  "step_errors_not_listed": {"errors": 0, "steps": 0}
 })";
 
 class ReportCommandTest : public ::testing::Test {
@@ -97,6 +103,12 @@ TEST_F(ReportCommandTest, PrintsAndWritesTheComparison) {
   EXPECT_THAT(md,
               HasSubstr("| errors/episode malformed_action | 1.50 | 0.50 | -1.00 |"));
   EXPECT_THAT(md, HasSubstr("| errors/episode no_answer | 0.25 | 0.00 | -0.25 |"));
+  // Step errors: kBefore has none (an older summary), kAfter two; most episodes
+  // first.
+  EXPECT_THAT(md, HasSubstr("| error: AssertionError: the question has another form "
+                            "| 0.000 (0) | 0.500 (2) | +0.500 |\n"
+                            "| error: <code> blocks cannot be nested | 0.000 (0) | "
+                            "0.250 (1) | +0.250 |"));
   EXPECT_THAT(md, HasSubstr("Training: 2 steps"));
 
   auto j = nlohmann::json::parse(Read("report/report.json"), nullptr, false);
@@ -115,6 +127,8 @@ TEST_F(ReportCommandTest, PrintsAndWritesTheComparison) {
   EXPECT_FALSE(j["delta"]["em_by_kind"].contains("bridge"));  // not on both sides
   EXPECT_DOUBLE_EQ(j["delta"]["errors_per_episode"]["malformed_action"].get<double>(),
                    -1.0);
+  EXPECT_EQ(j["after"]["step_errors"][0]["steps"], 3);
+  EXPECT_TRUE(j["before"]["step_errors"].empty());
   EXPECT_EQ(j["steps"]["records"], 2);
   EXPECT_DOUBLE_EQ(j["steps"]["last"]["reward_mean"].get<double>(), 0.4);
 
@@ -164,6 +178,21 @@ TEST_F(ReportCommandTest, MissingOrMalformedInputIsAClearError) {
   EXPECT_EQ(type.exit_code, 1);
   EXPECT_THAT(type.err, HasSubstr("field \"endings.submitted\" must be a number"));
 
+  std::string bad_errors = kAfter;
+  bad_errors.replace(bad_errors.find("\"step_errors\": ["), 16,
+                     "\"step_errors\": {\"x\": 1}, \"y\": [");
+  Write("baderrors/summary.json", bad_errors);
+  auto errors =
+      Report({"--before", after, "--after", dir_ + "/baderrors", "--out", dir_});
+  EXPECT_EQ(errors.exit_code, 1);
+  EXPECT_THAT(errors.err, HasSubstr("field \"step_errors\" must be a list"));
+  std::string no_steps = kAfter;
+  no_steps.replace(no_steps.find("\"steps\": 1}"), 11, "\"stepz\": 1}");
+  Write("nosteps/summary.json", no_steps);
+  auto entry = Report({"--before", after, "--after", dir_ + "/nosteps", "--out", dir_});
+  EXPECT_EQ(entry.exit_code, 1);
+  EXPECT_THAT(entry.err, HasSubstr("missing field \"steps\""));
+
   Write("steps-bad.jsonl",
         "{\"step\": 1, \"loss\": 2.5, \"reward_mean\": 0.1, \"em_mean\": 0}\n"
         "{\"step\": 2, \"loss\": 2.5, \"em_mean\": 0}\n");
@@ -176,6 +205,41 @@ TEST_F(ReportCommandTest, MissingOrMalformedInputIsAClearError) {
   auto usage = Report({"--before", after, "--after", after});
   EXPECT_EQ(usage.exit_code, 2);
   EXPECT_THAT(usage.err, HasSubstr("--out is required"));
+}
+
+TEST_F(ReportCommandTest, StepErrorRowsAreTheMostCommonCutAndEscaped) {
+  // Eight errors over both sides: the six touching the most episodes on either
+  // side are shown, a long one is cut, a '|' is escaped in the Markdown.
+  std::string long_error =
+      "NameError: name '" + std::string(80, 'x') + "' is not defined";
+  nlohmann::json before = nlohmann::json::parse(kBefore);
+  nlohmann::json after = nlohmann::json::parse(kAfter);
+  before["step_errors"] = nlohmann::json::array();
+  after["step_errors"] = nlohmann::json::array();
+  for (int i = 0; i < 6; ++i) {
+    before["step_errors"].push_back(
+        {{"error", "E" + std::to_string(i)}, {"episodes", 10 - i}, {"steps", 10 - i}});
+  }
+  after["step_errors"].push_back(
+      {{"error", long_error}, {"episodes", 9}, {"steps", 9}});
+  after["step_errors"].push_back(
+      {{"error", "SyntaxError: a | b"}, {"episodes", 8}, {"steps", 8}});
+  before["episodes"] = 20;
+  after["episodes"] = 20;
+  Write("b5/summary.json", before.dump());
+  Write("a5/summary.json", after.dump());
+  auto r = Report(
+      {"--before", dir_ + "/b5", "--after", dir_ + "/a5", "--out", dir_ + "/r5"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string md = Read("r5/report.md");
+  EXPECT_THAT(md, HasSubstr("| error: E0 | 0.500 (10) | 0.000 (0) | -0.500 |"));
+  EXPECT_THAT(md, HasSubstr("| error: E3 | 0.350 (7) | 0.000 (0) | -0.350 |"));
+  EXPECT_THAT(md, Not(HasSubstr("error: E4")));  // 6 episodes: not among the six
+  EXPECT_THAT(md, HasSubstr("| error: SyntaxError: a \\| b | 0.000 (0) | 0.400 (8) |"));
+  EXPECT_THAT(md, HasSubstr("| error: NameError: name '" + std::string(47, 'x') +
+                            "... | 0.000 (0) | 0.450 (9) |"));
+  // The text table keeps the '|' as it is.
+  EXPECT_THAT(r.out, HasSubstr("error: SyntaxError: a | b"));
 }
 
 TEST_F(ReportCommandTest, ATornLastStepLineIsSkipped) {

@@ -357,6 +357,10 @@ TEST_F(ScriptedExpertTest, EvalOfARandomSmallModelRunsToCompletion) {
   j = nlohmann::json::parse(*common::ReadFile(out + "/summary.json"));
   EXPECT_EQ(j["endings"].value("format_errors", 0), 4) << j.dump();
   EXPECT_DOUBLE_EQ(j["mean_steps"].get<double>(), 1.0) << j.dump();
+  // Every one of the 4 malformed steps is listed with the parser's reason.
+  int error_steps = j["step_errors_not_listed"]["steps"].get<int>();
+  for (const auto& e : j["step_errors"]) error_steps += e["steps"].get<int>();
+  EXPECT_EQ(error_steps, 4) << j.dump();
   std::ifstream episodes(out + "/episodes.jsonl");
   std::string line;
   int lines = 0;
@@ -365,6 +369,7 @@ TEST_F(ScriptedExpertTest, EvalOfARandomSmallModelRunsToCompletion) {
     auto e = nlohmann::json::parse(line);
     ASSERT_EQ(e["steps"].size(), 1u) << line;
     EXPECT_LE(e["steps"][0]["action_tokens"].get<int>(), 16) << line;
+    EXPECT_FALSE(e["steps"][0].value("error", "").empty()) << line;
   }
   EXPECT_EQ(lines, 4);
 
