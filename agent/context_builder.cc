@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "glog/logging.h"
 
 namespace nbrl::agent {
@@ -11,8 +12,7 @@ namespace {
 // was left out.
 std::string Cut(const std::string& text, int budget) {
   if (budget < 0 || static_cast<int>(text.size()) <= budget) return text;
-  size_t end = static_cast<size_t>(budget);
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  const size_t end = common::Utf8CutPoint(text, static_cast<size_t>(budget));
   return absl::StrCat(text.substr(0, end), "\n[... ", text.size() - end,
                       " more characters cut ...]");
 }

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "agent/action_parser.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 #include "glog/logging.h"
 
 namespace nbrl::agent {
@@ -74,9 +75,7 @@ std::string CellErrorLine(const CellResult& cell) {
   }
   line = line.substr(0, line.find('\n'));
   if (line.size() > kMaxBytes) {
-    size_t cut = kMaxBytes;  // at a character boundary
-    while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
-    line = absl::StrCat(line.substr(0, cut), "...");
+    line = absl::StrCat(line.substr(0, common::Utf8CutPoint(line, kMaxBytes)), "...");
   }
   return line;
 }

@@ -24,6 +24,7 @@
 #include "common/file_util.h"
 #include "common/json_util.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 
 namespace nbrl::cli {
 namespace {
@@ -261,9 +262,7 @@ constexpr int kErrorRows = 6;
 std::string ShortLabel(const std::string& text) {
   constexpr size_t kMaxBytes = 64;
   if (text.size() <= kMaxBytes) return text;
-  size_t cut = kMaxBytes;  // at a character boundary
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return text.substr(0, cut) + "...";
+  return text.substr(0, common::Utf8CutPoint(text, kMaxBytes)) + "...";
 }
 
 std::vector<Row> BuildRows(const EvalSide& b, const EvalSide& a) {

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/utf8.h"
 
 namespace nbrl::common {
 
@@ -28,9 +29,7 @@ std::string JsonForMessage(const nlohmann::json& value) {
     if (s.size() > 200) {
       // Cut at a character boundary: the value came from a parser that checked
       // its UTF-8, and the cut must stay valid for dump().
-      size_t cut = 200;
-      while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-      return nlohmann::json(s.substr(0, cut)).dump() + "...";
+      return nlohmann::json(s.substr(0, Utf8CutPoint(s, 200))).dump() + "...";
     }
   }
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

@@ -57,6 +57,12 @@ bool IsValidUtf8(absl::string_view text) {
   return FirstInvalidUtf8(text) == absl::string_view::npos;
 }
 
+size_t Utf8CutPoint(absl::string_view s, size_t n) {
+  if (n >= s.size()) return s.size();
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return n;
+}
+
 std::string SanitizeUtf8(absl::string_view text) {
   std::string out;
   out.reserve(text.size());

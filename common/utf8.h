@@ -26,6 +26,11 @@ bool IsValidUtf8(absl::string_view text);
 // or absl::string_view::npos when `text` is well-formed UTF-8.
 size_t FirstInvalidUtf8(absl::string_view text);
 
+// Where to cut `s` to at most `n` bytes without splitting a character: the largest
+// offset <= min(n, s.size()) that is not inside a multi-byte sequence (it steps back
+// over continuation bytes only, so invalid input is cut at a byte like any other).
+size_t Utf8CutPoint(absl::string_view s, size_t n);
+
 // `text` with each maximal invalid subsequence replaced by U+FFFD, as the Unicode
 // standard recommends (and Python's errors="replace" does).
 std::string SanitizeUtf8(absl::string_view text);

@@ -22,6 +22,23 @@ TEST(Utf8Test, FirstInvalidByteIsFound) {
   EXPECT_EQ(FirstInvalidUtf8("\xED\xA0\x80"), 0u);       // a surrogate
 }
 
+TEST(Utf8Test, CutPointsNeverSplitACharacter) {
+  const std::string s = "ab\xC3\xA9\xE4\xB8\xAD!";  // a b é 中 !
+  EXPECT_EQ(Utf8CutPoint(s, 0), 0u);
+  EXPECT_EQ(Utf8CutPoint(s, 2), 2u);
+  EXPECT_EQ(Utf8CutPoint(s, 3), 2u);  // inside é
+  EXPECT_EQ(Utf8CutPoint(s, 4), 4u);
+  EXPECT_EQ(Utf8CutPoint(s, 5), 4u);  // inside 中
+  EXPECT_EQ(Utf8CutPoint(s, 6), 4u);
+  EXPECT_EQ(Utf8CutPoint(s, 7), 7u);
+  EXPECT_EQ(Utf8CutPoint(s, 8), 8u);
+  EXPECT_EQ(Utf8CutPoint(s, 100), 8u);  // past the end: the whole text
+  for (size_t n = 0; n <= s.size(); ++n) {
+    EXPECT_TRUE(IsValidUtf8(s.substr(0, Utf8CutPoint(s, n)))) << n;
+  }
+  EXPECT_EQ(Utf8CutPoint("\x80\x80\x80", 2), 0u);  // stray continuation bytes
+}
+
 TEST(Utf8Test, InvalidBytesBecomeReplacementCharacters) {
   const std::string r = "\xEF\xBF\xBD";
   struct Case {

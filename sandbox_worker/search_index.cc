@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/json_util.h"
+#include "common/utf8.h"
 #include "glog/logging.h"
 
 namespace nbrl::sandbox {
@@ -17,11 +18,7 @@ constexpr Xapian::valueno kTitleSlot = 0;
 const char kIdPrefix[] = "Q";
 
 std::string Cut(const std::string& text, size_t n) {
-  if (text.size() <= n) return text;
-  size_t end = n;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80)
-    --end;  // UTF-8
-  return text.substr(0, end);
+  return text.substr(0, common::Utf8CutPoint(text, n));
 }
 
 }  // namespace
