@@ -67,6 +67,8 @@ struct EvalSide {
     int episodes = 0, steps = 0;
   };
   std::vector<StepError> step_errors;
+  bool has_step_errors = false;
+  int step_errors_not_listed = 0;  // distinct errors the list leaves out
 };
 
 // `field` ("em.mean") of `root`, which was read from `file`.
@@ -143,6 +145,12 @@ absl::StatusOr<EvalSide> LoadSummary(const std::string& path) {
   RETURN_IF_ERROR(NumberMap(j, s.file, "count_by_kind", &s.count_by_kind));
   RETURN_IF_ERROR(NumberMap(j, s.file, "errors", &s.errors));
   if (j.contains("step_errors")) {
+    s.has_step_errors = true;
+    if (j.contains("step_errors_not_listed")) {
+      double more;
+      ASSIGN_OR_RETURN(more, Number(j, s.file, "step_errors_not_listed.errors"));
+      s.step_errors_not_listed = static_cast<int>(more);
+    }
     const json& list = j["step_errors"];
     if (!list.is_array()) {
       return absl::InvalidArgumentError(
@@ -311,12 +319,12 @@ std::vector<Row> BuildRows(const EvalSide& b, const EvalSide& a) {
         {"errors/episode " + k, Fixed(eb, 2), Fixed(ea, 2), Signed(ea - eb, 2)});
   }
   // The step errors that touch the most episodes on either side, as the share of
-  // episodes with them.
+  // episodes with them. -1: not in that side's list.
   std::map<std::string, std::pair<int, int>> episodes_with;  // before, after
   for (const EvalSide::StepError& e : b.step_errors)
-    episodes_with[e.error].first = e.episodes;
+    episodes_with.try_emplace(e.error, -1, -1).first->second.first = e.episodes;
   for (const EvalSide::StepError& e : a.step_errors)
-    episodes_with[e.error].second = e.episodes;
+    episodes_with.try_emplace(e.error, -1, -1).first->second.second = e.episodes;
   std::vector<std::pair<std::string, std::pair<int, int>>> top(episodes_with.begin(),
                                                                episodes_with.end());
   std::stable_sort(top.begin(), top.end(), [](const auto& x, const auto& y) {
@@ -324,15 +332,24 @@ std::vector<Row> BuildRows(const EvalSide& b, const EvalSide& a) {
            std::max(y.second.first, y.second.second);
   });
   if (top.size() > static_cast<size_t>(kErrorRows)) top.resize(kErrorRows);
+  // A side that did not list an error had none of it, unless it lists no errors
+  // at all (an older summary) or left some out: then "-", unknown.
+  auto known = [](const EvalSide& s, int listed) {
+    return listed >= 0 ? listed
+                       : (s.has_step_errors && s.step_errors_not_listed == 0 ? 0 : -1);
+  };
   for (const auto& [error, counts] : top) {
+    const int nb = known(b, counts.first), na = known(a, counts.second);
     auto share = [](int n, int episodes) {
       return episodes > 0 ? static_cast<double>(n) / episodes : 0.0;
     };
-    double eb = share(counts.first, b.episodes), ea = share(counts.second, a.episodes);
-    rows.push_back({"error: " + ShortLabel(error),
-                    absl::StrCat(Fixed(eb), " (", counts.first, ")"),
-                    absl::StrCat(Fixed(ea), " (", counts.second, ")"),
-                    Signed(ea - eb)});
+    auto cell = [&](int n, int episodes) -> std::string {
+      return n < 0 ? "-" : absl::StrCat(Fixed(share(n, episodes)), " (", n, ")");
+    };
+    rows.push_back(
+        {"error: " + ShortLabel(error), cell(nb, b.episodes), cell(na, a.episodes),
+         nb < 0 || na < 0 ? ""
+                          : Signed(share(na, a.episodes) - share(nb, b.episodes))});
   }
   return rows;
 }
