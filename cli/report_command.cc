@@ -67,8 +67,9 @@ struct EvalSide {
     int episodes = 0, steps = 0;
   };
   std::vector<StepError> step_errors;
-  bool has_step_errors = false;
-  int step_errors_not_listed = 0;  // distinct errors the list leaves out
+  // The list names every error of the evaluation (it is there and left none out):
+  // an error missing from it did not happen.
+  bool step_errors_complete = false;
 };
 
 // `field` ("em.mean") of `root`, which was read from `file`.
@@ -145,12 +146,11 @@ absl::StatusOr<EvalSide> LoadSummary(const std::string& path) {
   RETURN_IF_ERROR(NumberMap(j, s.file, "count_by_kind", &s.count_by_kind));
   RETURN_IF_ERROR(NumberMap(j, s.file, "errors", &s.errors));
   if (j.contains("step_errors")) {
-    s.has_step_errors = true;
+    double more = 0;
     if (j.contains("step_errors_not_listed")) {
-      double more;
       ASSIGN_OR_RETURN(more, Number(j, s.file, "step_errors_not_listed.errors"));
-      s.step_errors_not_listed = static_cast<int>(more);
     }
+    s.step_errors_complete = more == 0;
     const json& list = j["step_errors"];
     if (!list.is_array()) {
       return absl::InvalidArgumentError(
@@ -332,11 +332,10 @@ std::vector<Row> BuildRows(const EvalSide& b, const EvalSide& a) {
            std::max(y.second.first, y.second.second);
   });
   if (top.size() > static_cast<size_t>(kErrorRows)) top.resize(kErrorRows);
-  // A side that did not list an error had none of it, unless it lists no errors
-  // at all (an older summary) or left some out: then "-", unknown.
+  // A side that did not list an error had none of it, unless its list is not
+  // complete (an older summary has none; a long one leaves some out): then "-".
   auto known = [](const EvalSide& s, int listed) {
-    return listed >= 0 ? listed
-                       : (s.has_step_errors && s.step_errors_not_listed == 0 ? 0 : -1);
+    return listed >= 0 ? listed : (s.step_errors_complete ? 0 : -1);
   };
   for (const auto& [error, counts] : top) {
     const int nb = known(b, counts.first), na = known(a, counts.second);
