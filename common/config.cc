@@ -144,6 +144,9 @@ class Loader {
       : schema_(schema), source_(std::move(source)) {}
 
   void Walk(const YAML::Node& map, const std::string& prefix) {
+    // YAML leaves a repeated key to the reader (yaml-cpp keeps both), and either
+    // choice silently drops a value the user wrote: refuse it.
+    std::map<std::string, int> seen;  // key -> its line
     for (const auto& kv : map) {
       int line = kv.first.Mark().line + 1;
       if (!kv.first.IsScalar()) {
@@ -152,6 +155,11 @@ class Loader {
       }
       std::string path = prefix.empty() ? kv.first.Scalar()
                                         : absl::StrCat(prefix, ".", kv.first.Scalar());
+      if (auto [it, fresh] = seen.emplace(kv.first.Scalar(), line); !fresh) {
+        Error(line, absl::StrCat(path, " is given twice (first on line ", it->second,
+                                 "); keep one"));
+        continue;
+      }
       if (const ConfigEntry* entry = schema_.Find(path)) {
         absl::StatusOr<ConfigValue> value = ParseNode(*entry, kv.second);
         if (!value.ok()) {

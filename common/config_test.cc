@@ -90,6 +90,35 @@ TEST(ConfigTest, UnknownSectionIsRejected) {
               AllOf(HasSubstr("unknown key lerner"), HasSubstr("did you mean")));
 }
 
+TEST(ConfigTest, RepeatedKeyIsRejectedWithBothLines) {
+  ConfigSchema s = TestSchema();
+  auto c = FromYaml(s, "learner:\n  lr: 0.5\n  sync: false\n  lr: 0.1\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()),
+              AllOf(HasSubstr("run.yaml:4"), HasSubstr("learner.lr is given twice"),
+                    HasSubstr("first on line 2")));
+}
+
+TEST(ConfigTest, RepeatedSectionIsRejected) {
+  ConfigSchema s = TestSchema();
+  auto c =
+      FromYaml(s, "learner:\n  lr: 0.5\nrun:\n  dir: x\nlearner:\n  sync: false\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              AllOf(HasSubstr("run.yaml:5"), HasSubstr("learner is given twice")));
+}
+
+TEST(ConfigTest, SameNameInTwoSectionsIsFine) {
+  ConfigSchema s;
+  s.Int("learner.max_steps", 1, "Steps.", 1);
+  s.Int("actor.max_steps", 1, "Steps.", 1);
+  auto c = FromYaml(s, "learner:\n  max_steps: 3\nactor:\n  max_steps: 4\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->GetInt("learner.max_steps"), 3);
+  EXPECT_EQ(c->GetInt("actor.max_steps"), 4);
+}
+
 TEST(ConfigTest, WrongTypeNamesFileLineKeyAndExpectation) {
   ConfigSchema s = TestSchema();
   auto c = FromYaml(s, "run:\n  dir: x\nlearner:\n  batch_size: eight\n");
