@@ -179,13 +179,16 @@ TEST_F(RlLearningTest, RewardRisesFromAHalfRightWarmStart) {
       absl::StrFormat("%s/sft/checkpoints/step-%08d", dir_, kSftSteps);
   ASSERT_TRUE(std::filesystem::exists(warm + "/manifest.json")) << warm;
 
-  // RL from the warm start.
+  // RL from the warm start. The cosine schedule matters: at a constant 0.001, 2 of
+  // 11 runs ended with a checkpoint that wrote malformed actions on the held-out
+  // questions (held-out EM 0.44 and 0.70 from 0.55, with batch EM near 1); with the
+  // decay, 10 of 10 ended between 0.91 and 0.98.
   Launch("rl", absl::StrCat(with_model(common_yaml, warm),
                             "  policy: model\n  temperature: 1.0\n  group_size: 8\n"
                             "  groups_per_batch: 1\n  max_format_errors: 1\n"
                             "learner:\n  mode: rl\n  advantage: grpo\n"
-                            "  batch_groups: 2\n  lr: 0.001\n  max_staleness: 1\n"
-                            "  max_steps: ",
+                            "  batch_groups: 2\n  lr: 0.001\n  schedule: cosine\n"
+                            "  max_staleness: 1\n  max_steps: ",
                             kRlSteps, "\n  checkpoint_every: 1000\nrun:\n  dir: ", dir_,
                             "/rl\nlaunch:\n  actors: 2\n"));
   const std::string trained =
