@@ -62,6 +62,7 @@
 #include "common/weight_reader.h"
 #include "common/weight_stream.h"
 #include "google/protobuf/unknown_field_set.h"
+#include "learner/group_journal.h"
 #include "learner/ingestor.h"
 #include "learner/learner_service.h"
 #include "learner/weight_publisher.h"
@@ -89,12 +90,17 @@ struct BenchOptions {
   int tokens = 2000;  // per trajectory
   int steps = 8;      // per trajectory
   int window = 16;
+  int streams = 1;  // concurrent PushTrajectories streams (actors), groups split
   // Weights: sizes of one version (MiB), subscriber counts, the chunk size.
   std::vector<int> weight_mib = {64, 512, 2048};
   std::vector<int> subscribers = {1, 4, 16};
   int chunk_kb = 1024;
   bool ingest = true;
   bool weights = true;
+  // The learner's write-ahead journal of accepted groups: "off" (the bench's
+  // default, like the Python peer), "write" (learner.journal_sync=false) or "sync"
+  // (nbrl-learner's default: fdatasync per group). It goes to OUT/journal.
+  std::string journal = "off";
   std::string out = "bench-results";
   std::string python = "/usr/bin/python3";
 };
@@ -297,6 +303,12 @@ class InProcessLearner {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                              &l->port_);
     builder.RegisterService(l->service_.get());
+    if (o.journal != "off") {
+      ASSIGN_OR_RETURN(std::unique_ptr<learner::GroupJournal> journal,
+                       learner::GroupJournal::Create(o.out + "/journal/rank-0.journal",
+                                                     o.journal == "sync"));
+      l->ingestor_->SetJournal(std::move(journal));
+    }
     l->server_ = builder.BuildAndStart();
     if (l->server_ == nullptr || l->port_ == 0) {
       return absl::UnavailableError("cannot serve the learner on 127.0.0.1");
@@ -754,8 +766,10 @@ absl::StatusOr<std::optional<SideBySideResult>> RunIngestion(const BenchOptions&
   const v1::TrajectoryGroup group = PreEncoded(MakeGroup(o, actor));
   std::cout << absl::StrFormat(
       "ingestion: %d groups per round of %d trajectories x %d tokens, %d steps each "
-      "(%.1f kB on the wire), window %d\n",
-      o.groups, o.group_size, o.tokens, o.steps, group.ByteSizeLong() / 1e3, o.window);
+      "(%.1f kB on the wire), %d stream(s) with window %d, learner journal %s\n",
+      o.groups, o.group_size, o.tokens, o.steps, group.ByteSizeLong() / 1e3, o.streams,
+      o.window,
+      o.journal == "off" ? "off" : absl::StrCat(o.journal, " (", o.out, "/journal)"));
 
   SideBySideOptions s{.name = "learner_ingest",
                       .rounds = o.rounds,
@@ -765,10 +779,25 @@ absl::StatusOr<std::optional<SideBySideResult>> RunIngestion(const BenchOptions&
                       .measured_label = "nbrl",
                       .baseline_label = "python grpcio"};
   int round = 0;
+  // S streams at once, the groups split between them; the rate is all groups over
+  // the time until the last stream has its acks.
   auto push = [&](LearnerService::Stub* stub, const std::string& side) -> Probe {
-    return [&, stub, side] {
-      return PushGroups(*stub, group, o.groups, o.window,
-                        absl::StrCat(side, "-", round++));
+    return [&, stub, side]() -> absl::StatusOr<double> {
+      const std::string tag = absl::StrCat(side, "-", round++);
+      if (o.streams == 1) return PushGroups(*stub, group, o.groups, o.window, tag);
+      std::vector<absl::StatusOr<double>> rates(o.streams, 0.0);
+      std::vector<std::thread> threads;
+      const absl::Time start = absl::Now();
+      for (int k = 0; k < o.streams; ++k) {
+        const int n = o.groups / o.streams + (k < o.groups % o.streams ? 1 : 0);
+        threads.emplace_back([&, k, n] {
+          rates[k] = PushGroups(*stub, group, n, o.window, absl::StrCat(tag, "s", k));
+        });
+      }
+      for (std::thread& t : threads) t.join();
+      const absl::Duration took = absl::Now() - start;
+      for (const auto& r : rates) RETURN_IF_ERROR(r.status());
+      return o.groups / absl::ToDoubleSeconds(took);
     };
   };
   ASSIGN_OR_RETURN(
@@ -927,12 +956,18 @@ and DIR/learner_weights.json.
   --tokens N          tokens per trajectory (2000)
   --steps N           steps per trajectory (8)
   --window N          groups in flight on the stream, unacknowledged (16)
+  --streams N         concurrent streams (actors), the groups split between
+                      them (1; at most 64)
   --weight-mib LIST   sizes of the weight version in MiB (64,512,2048)
   --subscribers LIST  subscriber counts, each size streamed to that many at
                       once (1,4,16); a size x count that does not fit in memory
                       is skipped, saying so
   --chunk-kb N        weight chunk size in KiB (1024, the learner's default)
   --only ingest|weights   run one of the two
+  --journal off|write|sync  the learner's journal of accepted groups: off (as
+                      the Python peer), write (learner.journal_sync=false) or
+                      sync (nbrl-learner's default: fdatasync per group), in
+                      OUT/journal
   --python PATH       interpreter of the Python peer (/usr/bin/python3)
   --out DIR           where the JSON results go (bench-results)
   --help
@@ -975,6 +1010,10 @@ int ParseFlags(int argc, char** argv, BenchOptions* o) {
        [&](auto v) { return absl::SimpleAtoi(v, &o->steps) && o->steps > 0; }},
       {"--window",
        [&](auto v) { return absl::SimpleAtoi(v, &o->window) && o->window > 0; }},
+      {"--streams",
+       [&](auto v) {
+         return absl::SimpleAtoi(v, &o->streams) && o->streams > 0 && o->streams <= 64;
+       }},
       {"--weight-mib", [&](auto v) { return ParseList(v, 1 << 16, &o->weight_mib); }},
       {"--subscribers", [&](auto v) { return ParseList(v, 256, &o->subscribers); }},
       {"--chunk-kb",
@@ -983,6 +1022,11 @@ int ParseFlags(int argc, char** argv, BenchOptions* o) {
        [&](auto v) {
          o->ingest = v == "ingest", o->weights = v == "weights";
          return o->ingest || o->weights;
+       }},
+      {"--journal",
+       [&](auto v) {
+         o->journal = v;
+         return v == "off" || v == "write" || v == "sync";
        }},
       {"--python", [&](auto v) { return o->python = v, !v.empty(); }},
       {"--out", [&](auto v) { return o->out = v, !v.empty(); }}};
@@ -996,6 +1040,12 @@ int ParseFlags(int argc, char** argv, BenchOptions* o) {
                 << " (try --help)\n";
       return 2;
     }
+  }
+  if (o->streams > o->groups) {
+    std::cerr << "nbrl-learner-bench: --streams " << o->streams
+              << " is more than --groups " << o->groups
+              << " (each stream needs a group)\n";
+    return 2;
   }
   if (o->tokens - o->tokens / 5 < 2 * o->steps) {
     std::cerr << "nbrl-learner-bench: --tokens " << o->tokens << " is too few for "
