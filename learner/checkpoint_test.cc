@@ -221,6 +221,33 @@ TEST(GroupJournalTest, ReadsBackWholeRecordsAndToleratesATornTail) {
   EXPECT_NE(bad.status().message().find("record at byte 0"), std::string::npos);
 }
 
+TEST(GroupJournalTest, OneSyncCoversEveryRecordWrittenBeforeIt) {
+  testutil::TempDir tmp("nbrl-ckpt-");
+  auto j = GroupJournal::Create(tmp.path() + "/j.log", /*sync=*/true);
+  ASSERT_TRUE(j.ok()) << j.status();
+  for (int i = 0; i < 3; ++i) {
+    auto record = (*j)->Write(Group("g" + std::to_string(i), i));
+    ASSERT_TRUE(record.ok()) << record.status();
+    EXPECT_EQ(*record, static_cast<uint64_t>(i + 1));
+  }
+  EXPECT_EQ((*j)->syncs(), 0u);
+  ASSERT_TRUE((*j)->SyncThrough(1).ok());
+  EXPECT_EQ((*j)->syncs(), 1u);
+  ASSERT_TRUE((*j)->SyncThrough(3).ok());  // already covered by the first
+  EXPECT_EQ((*j)->syncs(), 1u);
+  ASSERT_TRUE((*j)->Append(Group("g3", 3)).ok());
+  EXPECT_EQ((*j)->syncs(), 2u);
+  auto all = GroupJournal::Read(tmp.path() + "/j.log");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->groups.size(), 4u);
+
+  // Without sync nothing is synced, and SyncThrough returns at once.
+  auto unsynced = GroupJournal::Create(tmp.path() + "/k.log", /*sync=*/false);
+  ASSERT_TRUE(unsynced.ok());
+  ASSERT_TRUE((*unsynced)->Append(Group("g0", 0)).ok());
+  EXPECT_EQ((*unsynced)->syncs(), 0u);
+}
+
 TEST(GroupJournalTest, IngestorJournalsAcceptedGroupsAndReplaysOnce) {
   testutil::TempDir tmp("nbrl-ckpt-");
   const std::string& dir = tmp.path();

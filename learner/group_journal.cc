@@ -51,6 +51,23 @@ GroupJournal::~GroupJournal() {
 }
 
 absl::Status GroupJournal::Append(const v1::TrajectoryGroup& group) {
+  ASSIGN_OR_RETURN(uint64_t record, Write(group));
+  return SyncThrough(record);
+}
+
+absl::Status GroupJournal::SyncThrough(uint64_t record) {
+  absl::MutexLock lock(&sync_mu_);
+  if (!sync_ || synced_ >= record) return absl::OkStatus();
+  const uint64_t written = records_.load();  // all of them are covered
+  ++syncs_;
+  if (::fdatasync(fd_) != 0) {
+    return common::ErrnoToStatus(errno, absl::StrCat("cannot sync ", path_));
+  }
+  synced_ = written;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> GroupJournal::Write(const v1::TrajectoryGroup& group) {
   std::string payload;
   if (!group.SerializeToString(&payload) || payload.size() > kMaxRecordBytes) {
     return absl::InvalidArgumentError(
@@ -70,15 +87,12 @@ absl::Status GroupJournal::Append(const v1::TrajectoryGroup& group) {
     p += n;
     left -= static_cast<size_t>(n);
   }
-  if (sync_ && ::fdatasync(fd_) != 0) {
-    return common::ErrnoToStatus(errno, absl::StrCat("cannot sync ", path_));
-  }
-  ++records_;
   bytes_ += buffer_.size();
-  return absl::OkStatus();
+  return ++records_;
 }
 
 absl::Status GroupJournal::Rename(const std::string& path) {
+  ++syncs_;
   if (::fdatasync(fd_) != 0) {
     return common::ErrnoToStatus(errno, absl::StrCat("cannot sync ", path_));
   }

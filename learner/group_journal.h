@@ -11,15 +11,22 @@
 // payload (a serialized TrajectoryGroup). A crash can leave a torn last record;
 // Read stops there and says so. A bad record before the end is DataLoss.
 //
-// Not thread-safe (the ingestor appends under its lock).
+// Write, Append and Rename are not thread-safe (the ingestor calls them under its
+// lock). SyncThrough is, also alongside Write: an acknowledgement waits for its
+// record's sync outside the ingestor's lock, and concurrent waiters share one
+// fdatasync (group commit), so N actors' streams do not pay N syncs in a row and
+// the trainer's Take never waits behind one.
 #ifndef NBRL_LEARNER_GROUP_JOURNAL_H_
 #define NBRL_LEARNER_GROUP_JOURNAL_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "nbrl/v1/learner.pb.h"
 
 namespace nbrl::learner {
@@ -35,12 +42,20 @@ class GroupJournal {
   GroupJournal(const GroupJournal&) = delete;
   GroupJournal& operator=(const GroupJournal&) = delete;
 
+  // Write, then SyncThrough it.
   absl::Status Append(const v1::TrajectoryGroup& group);
+  // Appends a record without syncing it; returns its number (1, 2, ...).
+  absl::StatusOr<uint64_t> Write(const v1::TrajectoryGroup& group);
+  // Returns once records 1..`record` are on disk (with sync; at once without):
+  // one fdatasync covers every record written before it started. Thread-safe.
+  absl::Status SyncThrough(uint64_t record);
   // Syncs, then renames the file to `path` (atomically replacing one there).
   absl::Status Rename(const std::string& path);
   const std::string& path() const { return path_; }
-  uint64_t records() const { return records_; }
+  uint64_t records() const { return records_.load(); }
   uint64_t bytes() const { return bytes_; }
+  // fdatasync calls so far (Rename's included).
+  uint64_t syncs() const { return syncs_.load(); }
 
   struct Contents {
     std::vector<v1::TrajectoryGroup> groups;
@@ -57,7 +72,11 @@ class GroupJournal {
   std::string path_;
   int fd_ = -1;
   bool sync_ = true;
-  uint64_t records_ = 0, bytes_ = 0;
+  std::atomic<uint64_t> records_{0};  // written; read by SyncThrough
+  uint64_t bytes_ = 0;
+  std::atomic<uint64_t> syncs_{0};
+  absl::Mutex sync_mu_;
+  uint64_t synced_ ABSL_GUARDED_BY(sync_mu_) = 0;  // records known to be on disk
   std::string buffer_;
 };
 

@@ -32,7 +32,13 @@ struct Ingestor::Metrics {
                 r, "nbrl_learner_group_staleness_versions",
                 "Policy versions between a group's oldest action and the learner.")
                 .Add({}, prometheus::Histogram::BucketBoundaries{0, 1, 2, 3, 4, 6, 8,
-                                                                 12, 16, 32})) {
+                                                                 12, 16, 32})),
+        journal_wait(common::HistogramFamily(
+                         r, "nbrl_learner_journal_wait_seconds",
+                         "Time an accepted group's acknowledgement waited for its "
+                         "journal record to be on disk (fdatasync, shared by the "
+                         "groups that wait together).")
+                         .Add({}, common::LatencyBucketsSeconds())) {
     // Every result at 0 from the start, so dashboards show 0 rather than "no data".
     for (v1::GroupAck::Result result :
          {v1::GroupAck::RESULT_ACCEPTED, v1::GroupAck::RESULT_DUPLICATE,
@@ -45,6 +51,7 @@ struct Ingestor::Metrics {
   prometheus::Counter& expired;
   prometheus::Gauge& queue_depth;
   prometheus::Histogram& staleness;
+  prometheus::Histogram& journal_wait;
 };
 
 namespace {
@@ -99,6 +106,32 @@ bool Ingestor::KeepUniform(const std::string& group_id) const {
 absl::StatusOr<v1::GroupAck> Ingestor::Offer(v1::TrajectoryGroup group,
                                              uint64_t current_version,
                                              absl::Time deadline) {
+  std::shared_ptr<GroupJournal> journal;
+  uint64_t record = 0;
+  absl::StatusOr<v1::GroupAck> ack =
+      Decide(std::move(group), current_version, deadline, &journal, &record);
+  // An accepted group is acknowledged once its record is on disk. The sync runs
+  // outside the lock: other streams' groups and the trainer's Take go on, and
+  // concurrent acknowledgements share one fdatasync.
+  if (ack.ok() && journal != nullptr) {
+    const absl::Time start = absl::Now();
+    absl::Status st = journal->SyncThrough(record);
+    if (metrics_)
+      metrics_->journal_wait.Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    if (!st.ok()) {
+      LOG(ERROR) << "ingestor: " << st;
+      return absl::UnavailableError(
+          absl::StrCat("the learner cannot journal the group: ", st.message()));
+    }
+  }
+  return ack;
+}
+
+absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
+                                              uint64_t current_version,
+                                              absl::Time deadline,
+                                              std::shared_ptr<GroupJournal>* journal,
+                                              uint64_t* record) {
   v1::GroupAck ack;
   ack.set_group_id(group.group_id());
   ack.set_current_policy_version(current_version);
@@ -148,13 +181,15 @@ absl::StatusOr<v1::GroupAck> Ingestor::Offer(v1::TrajectoryGroup group,
                        " groups)"));
     }
     if (journal_) {
-      absl::Status st = journal_->Append(group);
-      if (!st.ok()) {
+      absl::StatusOr<uint64_t> written = journal_->Write(group);
+      if (!written.ok()) {
         decided_.erase(group.group_id());
-        LOG(ERROR) << "ingestor: " << st;
-        return absl::UnavailableError(
-            absl::StrCat("the learner cannot journal the group: ", st.message()));
+        LOG(ERROR) << "ingestor: " << written.status();
+        return absl::UnavailableError(absl::StrCat(
+            "the learner cannot journal the group: ", written.status().message()));
       }
+      *journal = journal_;
+      *record = *written;
     }
     uint64_t& cursor = cursors_[group.actor_id()];
     cursor = std::max(cursor, group.data_cursor());
@@ -243,7 +278,11 @@ void Ingestor::SetJournal(std::unique_ptr<GroupJournal> journal) {
 
 absl::StatusOr<RankState> Ingestor::Checkpoint(std::unique_ptr<GroupJournal> next) {
   absl::MutexLock lock(&mu_);
-  for (const v1::TrajectoryGroup& g : queue_) RETURN_IF_ERROR(next->Append(g));
+  uint64_t last = 0;
+  for (const v1::TrajectoryGroup& g : queue_) {
+    ASSIGN_OR_RETURN(last, next->Write(g));
+  }
+  RETURN_IF_ERROR(next->SyncThrough(last));  // one sync for all of them
   journal_ = std::move(next);
   RankState s;
   s.decisions = decided_;
@@ -259,16 +298,20 @@ absl::StatusOr<size_t> Ingestor::Restore(const RankState& state,
     cursors_[actor] = std::max(cursors_[actor], cursor);
   }
   size_t queued = 0;
+  uint64_t last = 0;
   std::set<std::string> seen;  // a group queued at a checkpoint is in two journals
   for (v1::TrajectoryGroup& g : replay) {
     if (!seen.insert(g.group_id()).second) continue;
     decided_[g.group_id()] = v1::GroupAck::RESULT_ACCEPTED;
-    if (journal_) RETURN_IF_ERROR(journal_->Append(g));
+    if (journal_) {
+      ASSIGN_OR_RETURN(last, journal_->Write(g));
+    }
     uint64_t& cursor = cursors_[g.actor_id()];
     cursor = std::max(cursor, g.data_cursor());
     queue_.push_back(std::move(g));
     ++queued;
   }
+  if (journal_) RETURN_IF_ERROR(journal_->SyncThrough(last));  // one sync for all
   if (metrics_) metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
   return queued;
 }

@@ -85,6 +85,8 @@ class Ingestor {
 
   // Decides and, when accepted, queues `group`, waiting until `deadline` while the
   // queue is full. ResourceExhausted when it stays full; Cancelled after Close.
+  // With a journal, an accepted group returns once its record is on disk; that
+  // wait is outside the lock (concurrent Offers share one sync).
   absl::StatusOr<v1::GroupAck> Offer(v1::TrajectoryGroup group,
                                      uint64_t current_version, absl::Time deadline);
 
@@ -128,6 +130,12 @@ class Ingestor {
   std::optional<uint64_t> DataCursor(const std::string& actor_id) const;
 
  private:
+  // Offer's decision under the lock. An accepted group is written to the journal
+  // (not yet synced): `journal` and `record` say where, for Offer to sync.
+  absl::StatusOr<v1::GroupAck> Decide(v1::TrajectoryGroup group,
+                                      uint64_t current_version, absl::Time deadline,
+                                      std::shared_ptr<GroupJournal>* journal,
+                                      uint64_t* record);
   struct Metrics;
   void Count(v1::GroupAck::Result result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool KeepUniform(const std::string& group_id) const;
@@ -139,7 +147,9 @@ class Ingestor {
   std::deque<v1::TrajectoryGroup> queue_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int> decided_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, uint64_t> cursors_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<GroupJournal> journal_ ABSL_GUARDED_BY(mu_);
+  // Shared: an Offer syncs its record after it leaves the lock, also when a
+  // checkpoint has replaced the journal meanwhile.
+  std::shared_ptr<GroupJournal> journal_ ABSL_GUARDED_BY(mu_);
   IngestorStats stats_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -1,17 +1,23 @@
 // LearnerService over real gRPC on loopback: registration, trajectory ingestion
-// (accept, duplicate, invalid, stale, filtered, back-pressure) and the weight stream.
+// (accept, duplicate, invalid, stale, filtered, back-pressure, the journal under
+// concurrent streams) and the weight stream.
 #include "learner/learner_service.h"
 
 #include <grpcpp/grpcpp.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
+#include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/crc32c.h"
 #include "common/weight_reader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "learner/group_journal.h"
+#include "tests/testing/temp_dir.h"
 
 namespace nbrl::learner {
 namespace {
@@ -173,6 +179,58 @@ TEST_F(LearnerServiceTest, GroupsAreAcceptedOnceAndBadOnesExplained) {
   EXPECT_EQ(status.groups_duplicate(), 2u);
   EXPECT_EQ(status.groups_invalid(), 2u);
   EXPECT_EQ(status.actors_alive(), 1u);
+}
+
+TEST_F(LearnerServiceTest, ConcurrentStreamsJournalEveryGroupBeforeItsAck) {
+  IngestorOptions o;
+  o.capacity = 1000;
+  Start(o);
+  Register();
+  testutil::TempDir tmp("nbrl-svc-");
+  auto j = GroupJournal::Create(tmp.path() + "/journal.log", /*sync=*/true);
+  ASSERT_TRUE(j.ok()) << j.status();
+  GroupJournal* journal = j->get();
+  ingestor_->SetJournal(std::move(*j));
+
+  // Four actors' streams at once while the trainer takes what is accepted.
+  constexpr int kStreams = 4, kEach = 20;
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> taken{0};
+  std::thread trainer([&] {
+    while (!stop)
+      taken += ingestor_->Take(1, 16, absl::Now() + absl::Milliseconds(20)).size();
+  });
+  std::vector<std::vector<v1::GroupAck>> acks(kStreams);
+  std::vector<std::thread> actors;
+  for (int k = 0; k < kStreams; ++k) {
+    actors.emplace_back([&, k] {
+      std::vector<v1::TrajectoryGroup> groups;
+      for (int i = 0; i < kEach; ++i)
+        groups.push_back(Group(absl::StrCat("s", k, "-g", i)));
+      acks[k] = Push(groups);
+    });
+  }
+  for (auto& t : actors) t.join();
+  for (const auto& stream : acks) {
+    ASSERT_EQ(stream.size(), static_cast<size_t>(kEach));
+    for (const auto& ack : stream)
+      EXPECT_EQ(ack.result(), v1::GroupAck::RESULT_ACCEPTED);
+  }
+  stop = true;
+  trainer.join();
+  taken += ingestor_->Take(0, 1000, absl::Now()).size();
+  EXPECT_EQ(taken.load(), static_cast<size_t>(kStreams * kEach));
+
+  // Every acknowledged group is in the journal, whole; the syncs were shared or
+  // one per group, never fewer than one.
+  auto all = GroupJournal::Read(tmp.path() + "/journal.log");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_FALSE(all->torn_tail);
+  std::set<std::string> ids;
+  for (const auto& g : all->groups) ids.insert(g.group_id());
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kStreams * kEach));
+  EXPECT_GE(journal->syncs(), 1u);
+  EXPECT_LE(journal->syncs(), static_cast<uint64_t>(kStreams * kEach));
 }
 
 TEST_F(LearnerServiceTest, StaleAndUniformGroupsAreDroppedAndCounted) {
