@@ -36,6 +36,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -304,9 +305,10 @@ class InProcessLearner {
                              &l->port_);
     builder.RegisterService(l->service_.get());
     if (o.journal != "off") {
-      ASSIGN_OR_RETURN(std::unique_ptr<learner::GroupJournal> journal,
-                       learner::GroupJournal::Create(o.out + "/journal/rank-0.journal",
-                                                     o.journal == "sync"));
+      l->journal_path_ = o.out + "/journal/rank-0.journal";
+      ASSIGN_OR_RETURN(
+          std::unique_ptr<learner::GroupJournal> journal,
+          learner::GroupJournal::Create(l->journal_path_, o.journal == "sync"));
       l->ingestor_->SetJournal(std::move(journal));
     }
     l->server_ = builder.BuildAndStart();
@@ -322,6 +324,11 @@ class InProcessLearner {
     publisher_->Close();
     if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
     if (consumer_.joinable()) consumer_.join();
+    // The journal holds every group of every round (about 0.9 GB at the defaults).
+    if (!journal_path_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove(journal_path_, ec);
+    }
   }
 
   int port() const { return port_; }
@@ -355,6 +362,7 @@ class InProcessLearner {
   std::unique_ptr<learner::WeightPublisher> publisher_;
   std::unique_ptr<learner::LearnerServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::string journal_path_;  // empty with --journal off; removed at the end
   int port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread consumer_;
@@ -967,7 +975,7 @@ and DIR/learner_weights.json.
   --journal off|write|sync  the learner's journal of accepted groups: off (as
                       the Python peer), write (learner.journal_sync=false) or
                       sync (nbrl-learner's default: fdatasync per group), in
-                      OUT/journal
+                      OUT/journal, removed at the end
   --python PATH       interpreter of the Python peer (/usr/bin/python3)
   --out DIR           where the JSON results go (bench-results)
   --help
