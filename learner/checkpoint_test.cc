@@ -248,6 +248,50 @@ TEST(GroupJournalTest, OneSyncCoversEveryRecordWrittenBeforeIt) {
   EXPECT_EQ((*unsynced)->syncs(), 0u);
 }
 
+// /dev/null takes writes and refuses fdatasync (EINVAL): a disk that loses them.
+TEST(GroupJournalTest, AFailedSyncIsFinal) {
+  auto j = GroupJournal::Create("/dev/null", /*sync=*/true);
+  ASSERT_TRUE(j.ok()) << j.status();
+  ASSERT_TRUE((*j)->Write(Group("g0", 0)).ok());
+  absl::Status first = (*j)->SyncThrough(1);
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.message().find("cannot sync /dev/null"), std::string::npos) << first;
+  EXPECT_EQ((*j)->syncs(), 1u);
+  // Linux may report the next fdatasync as a success without the lost pages: no
+  // later sync is tried, and every one returns the first failure.
+  ASSERT_TRUE((*j)->Write(Group("g1", 1)).ok());
+  EXPECT_EQ((*j)->SyncThrough(2), first);
+  EXPECT_EQ((*j)->Rename("/dev/null"), first);
+  EXPECT_EQ((*j)->syncs(), 1u);
+}
+
+TEST(GroupJournalTest, AJournalFailureStopsTheIngestor) {
+  IngestorOptions io;
+  io.max_staleness = 100;
+  for (const char* device : {"/dev/null", "/dev/full"}) {  // sync fails; write fails
+    SCOPED_TRACE(device);
+    Ingestor ingestor(io, nullptr);
+    auto j = GroupJournal::Create(device, /*sync=*/true);
+    ASSERT_TRUE(j.ok()) << j.status();
+    ingestor.SetJournal(std::move(*j));
+    auto ack = ingestor.Offer(Group("g0", 10), 1, absl::InfiniteFuture());
+    ASSERT_EQ(ack.status().code(), absl::StatusCode::kUnavailable) << ack.status();
+    EXPECT_NE(ack.status().message().find("cannot journal the group"),
+              std::string::npos)
+        << ack.status();
+    EXPECT_EQ(ingestor.failure(), ack.status());
+    // No group is acknowledged after the failure, and no checkpoint is taken.
+    auto later = ingestor.Offer(Group("g1", 11), 1, absl::InfiniteFuture());
+    EXPECT_EQ(later.status(), ack.status());
+    testutil::TempDir dir("nbrl-ckpt-");
+    auto next = GroupJournal::Create(dir.path() + "/next.log", false);
+    ASSERT_TRUE(next.ok());
+    EXPECT_EQ(ingestor.Checkpoint(std::move(*next)).status(), ack.status());
+    // The trainer's wait ends at once: the ingestor is closed.
+    EXPECT_LE(ingestor.Take(4, 4, absl::InfiniteFuture()).size(), 1u);
+  }
+}
+
 TEST(GroupJournalTest, IngestorJournalsAcceptedGroupsAndReplaysOnce) {
   testutil::TempDir tmp("nbrl-ckpt-");
   const std::string& dir = tmp.path();

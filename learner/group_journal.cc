@@ -58,10 +58,12 @@ absl::Status GroupJournal::Append(const v1::TrajectoryGroup& group) {
 absl::Status GroupJournal::SyncThrough(uint64_t record) {
   absl::MutexLock lock(&sync_mu_);
   if (!sync_ || synced_ >= record) return absl::OkStatus();
+  if (!sync_failure_.ok()) return sync_failure_;
   const uint64_t written = records_.load();  // all of them are covered
   ++syncs_;
   if (::fdatasync(fd_) != 0) {
-    return common::ErrnoToStatus(errno, absl::StrCat("cannot sync ", path_));
+    sync_failure_ = common::ErrnoToStatus(errno, absl::StrCat("cannot sync ", path_));
+    return sync_failure_;
   }
   synced_ = written;
   return absl::OkStatus();
@@ -92,9 +94,14 @@ absl::StatusOr<uint64_t> GroupJournal::Write(const v1::TrajectoryGroup& group) {
 }
 
 absl::Status GroupJournal::Rename(const std::string& path) {
-  ++syncs_;
-  if (::fdatasync(fd_) != 0) {
-    return common::ErrnoToStatus(errno, absl::StrCat("cannot sync ", path_));
+  {
+    absl::MutexLock lock(&sync_mu_);
+    if (!sync_failure_.ok()) return sync_failure_;
+    ++syncs_;
+    if (::fdatasync(fd_) != 0) {
+      sync_failure_ = common::ErrnoToStatus(errno, absl::StrCat("cannot sync ", path_));
+      return sync_failure_;
+    }
   }
   if (::rename(path_.c_str(), path.c_str()) != 0) {
     return common::ErrnoToStatus(errno,

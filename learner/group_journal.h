@@ -48,6 +48,9 @@ class GroupJournal {
   absl::StatusOr<uint64_t> Write(const v1::TrajectoryGroup& group);
   // Returns once records 1..`record` are on disk (with sync; at once without):
   // one fdatasync covers every record written before it started. Thread-safe.
+  // A failed fdatasync is final: Linux may drop the pages it could not write and
+  // report success to the next call, so every later SyncThrough (and Rename)
+  // returns the first failure instead of syncing again.
   absl::Status SyncThrough(uint64_t record);
   // Syncs, then renames the file to `path` (atomically replacing one there).
   absl::Status Rename(const std::string& path);
@@ -76,7 +79,8 @@ class GroupJournal {
   uint64_t bytes_ = 0;
   std::atomic<uint64_t> syncs_{0};
   absl::Mutex sync_mu_;
-  uint64_t synced_ ABSL_GUARDED_BY(sync_mu_) = 0;  // records known to be on disk
+  uint64_t synced_ ABSL_GUARDED_BY(sync_mu_) = 0;        // records known to be on disk
+  absl::Status sync_failure_ ABSL_GUARDED_BY(sync_mu_);  // the first failed sync
   std::string buffer_;
 };
 

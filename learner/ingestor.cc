@@ -38,7 +38,12 @@ struct Ingestor::Metrics {
                          "Time an accepted group's acknowledgement waited for its "
                          "journal record to be on disk (fdatasync, shared by the "
                          "groups that wait together).")
-                         .Add({}, common::LatencyBucketsSeconds())) {
+                         .Add({}, common::LatencyBucketsSeconds())),
+        journal_failures(
+            common::CounterFamily(r, "nbrl_learner_journal_failures_total",
+                                  "Failed journal writes or syncs. The first one stops "
+                                  "the learner (it resumes from its last checkpoint).")
+                .Add({})) {
     // Every result at 0 from the start, so dashboards show 0 rather than "no data".
     for (v1::GroupAck::Result result :
          {v1::GroupAck::RESULT_ACCEPTED, v1::GroupAck::RESULT_DUPLICATE,
@@ -52,6 +57,7 @@ struct Ingestor::Metrics {
   prometheus::Gauge& queue_depth;
   prometheus::Histogram& staleness;
   prometheus::Histogram& journal_wait;
+  prometheus::Counter& journal_failures;
 };
 
 namespace {
@@ -119,12 +125,34 @@ absl::StatusOr<v1::GroupAck> Ingestor::Offer(v1::TrajectoryGroup group,
     if (metrics_)
       metrics_->journal_wait.Observe(absl::ToDoubleSeconds(absl::Now() - start));
     if (!st.ok()) {
-      LOG(ERROR) << "ingestor: " << st;
-      return absl::UnavailableError(
+      // The group is queued but maybe not on disk, and so may be any group
+      // acknowledged after it: stop taking groups (the learner stops, and resumes
+      // from its last checkpoint and journal). The actor re-sends this one.
+      absl::Status failure = absl::UnavailableError(
           absl::StrCat("the learner cannot journal the group: ", st.message()));
+      Fail(failure);
+      return failure;
     }
   }
   return ack;
+}
+
+void Ingestor::Fail(const absl::Status& failure) {
+  absl::MutexLock lock(&mu_);
+  FailLocked(failure);
+}
+
+void Ingestor::FailLocked(const absl::Status& failure) {
+  if (!failure_.ok()) return;
+  LOG(ERROR) << "ingestor: " << failure << "; no more groups are accepted";
+  failure_ = failure;
+  closed_ = true;
+  if (metrics_) metrics_->journal_failures.Increment();
+}
+
+absl::Status Ingestor::failure() const {
+  absl::MutexLock lock(&mu_);
+  return failure_;
 }
 
 absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
@@ -139,6 +167,7 @@ absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
   if (valid.ok()) valid = ValidateVersions(group, current_version);
 
   absl::MutexLock lock(&mu_);
+  if (!failure_.ok()) return failure_;
   if (closed_) return absl::CancelledError("the learner is shutting down");
   if (!valid.ok()) {
     ack.set_result(v1::GroupAck::RESULT_INVALID);
@@ -175,6 +204,7 @@ absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
     };
     if (!mu_.AwaitWithDeadline(absl::Condition(&has_room), deadline) || closed_) {
       decided_.erase(group.group_id());
+      if (!failure_.ok()) return failure_;
       if (closed_) return absl::CancelledError("the learner is shutting down");
       return absl::ResourceExhaustedError(
           absl::StrCat("the learner's ingestion queue stayed full (", options_.capacity,
@@ -183,10 +213,12 @@ absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
     if (journal_) {
       absl::StatusOr<uint64_t> written = journal_->Write(group);
       if (!written.ok()) {
+        // Not queued, but a partial record may be in the file: a record after it
+        // would make the journal unreadable, so no more are written.
         decided_.erase(group.group_id());
-        LOG(ERROR) << "ingestor: " << written.status();
-        return absl::UnavailableError(absl::StrCat(
-            "the learner cannot journal the group: ", written.status().message()));
+        FailLocked(absl::UnavailableError(absl::StrCat(
+            "the learner cannot journal the group: ", written.status().message())));
+        return failure_;
       }
       *journal = journal_;
       *record = *written;
@@ -278,11 +310,23 @@ void Ingestor::SetJournal(std::unique_ptr<GroupJournal> journal) {
 
 absl::StatusOr<RankState> Ingestor::Checkpoint(std::unique_ptr<GroupJournal> next) {
   absl::MutexLock lock(&mu_);
+  if (!failure_.ok()) return failure_;  // the journal cannot be trusted
   uint64_t last = 0;
+  absl::Status written;
   for (const v1::TrajectoryGroup& g : queue_) {
-    ASSIGN_OR_RETURN(last, next->Write(g));
+    absl::StatusOr<uint64_t> record = next->Write(g);
+    if (!record.ok()) {
+      written = record.status();
+      break;
+    }
+    last = *record;
   }
-  RETURN_IF_ERROR(next->SyncThrough(last));  // one sync for all of them
+  if (written.ok()) written = next->SyncThrough(last);  // one sync for all of them
+  if (!written.ok()) {  // the same disk as the journal's: stop as Offer would
+    FailLocked(absl::UnavailableError(absl::StrCat(
+        "the learner cannot journal its queued groups: ", written.message())));
+    return failure_;
+  }
   journal_ = std::move(next);
   RankState s;
   s.decisions = decided_;

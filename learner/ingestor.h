@@ -86,7 +86,8 @@ class Ingestor {
   // Decides and, when accepted, queues `group`, waiting until `deadline` while the
   // queue is full. ResourceExhausted when it stays full; Cancelled after Close.
   // With a journal, an accepted group returns once its record is on disk; that
-  // wait is outside the lock (concurrent Offers share one sync).
+  // wait is outside the lock (concurrent Offers share one sync). A journal that
+  // fails to write or sync fails the ingestor (see Fail): Unavailable.
   absl::StatusOr<v1::GroupAck> Offer(v1::TrajectoryGroup group,
                                      uint64_t current_version, absl::Time deadline);
 
@@ -105,6 +106,13 @@ class Ingestor {
 
   // Wakes every waiter; later Offers are Cancelled. Queued groups can still be taken.
   void Close();
+  // A journal write or sync failed (Offer calls it): the ingestor closes, and later
+  // Offers return `failure`. The learner must stop without writing a checkpoint;
+  // its last checkpoint and journal hold every acknowledged group. The first
+  // failure is kept.
+  void Fail(const absl::Status& failure);
+  // OK, or the failure that closed the ingestor.
+  absl::Status failure() const;
 
   IngestorStats stats() const;
   // The limits groups are validated against.
@@ -119,7 +127,8 @@ class Ingestor {
   // acknowledged. Without one, a killed learner loses what it had queued.
   void SetJournal(std::unique_ptr<GroupJournal> journal);
   // At a checkpoint: the state to record, and `next` becomes the journal, starting
-  // with the groups still queued (they are not in the checkpoint's model).
+  // with the groups still queued (they are not in the checkpoint's model). A
+  // failure to write or sync `next` fails the ingestor, as in Offer.
   absl::StatusOr<RankState> Checkpoint(std::unique_ptr<GroupJournal> next);
   // On resume: restores `state`, then queues `replay` (the journaled groups the
   // checkpoint's model has not seen, oldest first; a repeated id is queued once)
@@ -138,6 +147,7 @@ class Ingestor {
                                       uint64_t* record);
   struct Metrics;
   void Count(v1::GroupAck::Result result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailLocked(const absl::Status& failure) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool KeepUniform(const std::string& group_id) const;
 
   const IngestorOptions options_;
@@ -152,6 +162,7 @@ class Ingestor {
   std::shared_ptr<GroupJournal> journal_ ABSL_GUARDED_BY(mu_);
   IngestorStats stats_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nbrl::learner

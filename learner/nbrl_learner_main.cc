@@ -451,6 +451,10 @@ absl::Status Run(common::ProcessContext& ctx) {
     absl::Time t0 = absl::Now();
     std::vector<v1::TrajectoryGroup> groups =
         ingestor.Take(batch, batch, absl::InfiniteFuture(), version);
+    if (absl::Status st = ingestor.failure(); !st.ok()) {
+      failed = st;  // the journal failed: no more steps, no checkpoint
+      break;
+    }
     if (ctx.shutdown->requested() || groups.size() < batch) {
       ingestor.PutBack(std::move(groups));
       break;
@@ -554,8 +558,16 @@ absl::Status Run(common::ProcessContext& ctx) {
       }
     }
   }
-  // The run ends (max_steps, shutdown or an error): leave a checkpoint to resume.
-  if (trainer->step() > checkpointed) {
+  // The run ends (max_steps, shutdown or an error): leave a checkpoint to resume,
+  // unless the journal failed. Then the groups acknowledged since the last
+  // checkpoint may be on disk in its journal only, and a new checkpoint would go
+  // to the disk that failed: the restarted learner resumes from the last one.
+  if (absl::Status st = ingestor.failure(); !st.ok()) {
+    LOG(ERROR) << "learner: stopping without a checkpoint (" << st.message()
+               << "); a restart resumes from step " << checkpointed
+               << " and replays that checkpoint's journal";
+    if (failed.ok()) failed = st;
+  } else if (trainer->step() > checkpointed) {
     absl::Status st = checkpoint();
     if (!st.ok()) {
       LOG(ERROR) << "learner: the final checkpoint failed: " << st;

@@ -9,6 +9,10 @@
 //      reconnect and re-send what was never acknowledged;
 //   3. the run finishes: steps 1..N each appear once in the step log, no group id is
 //      trained twice, and the last checkpoint verifies.
+//
+// And a disk that stops syncing: the journal begun at a checkpoint is /dev/null
+// (writes succeed, fdatasync fails). The learner stops with a clear error and no
+// new checkpoint; restarted on a good disk, it finishes with the same accounting.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -80,6 +84,23 @@ class FaultTest : public ::testing::Test {
   testutil::TinyRun run_;
   std::unique_ptr<Subprocess> sandbox_;
 };
+
+// Steps 1..kSteps each once in the step log, and `groups_per_step` distinct groups
+// in each: nothing trained twice, nothing lost.
+void ExpectEachStepAndGroupOnce(const std::string& dir, int steps_wanted,
+                                int groups_per_step) {
+  std::vector<nlohmann::json> steps = testutil::StepRecords(dir);
+  ASSERT_EQ(steps.size(), static_cast<size_t>(steps_wanted));
+  std::set<std::string> trained;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    EXPECT_EQ(steps[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
+    for (const auto& id : steps[i]["groups"]) {
+      EXPECT_TRUE(trained.insert(id.get<std::string>()).second)
+          << "group " << id << " trained twice";
+    }
+  }
+  EXPECT_EQ(trained.size(), static_cast<size_t>(groups_per_step * steps_wanted));
+}
 
 TEST_F(FaultTest, KilledActorsAndLearnerLoseAndRepeatNothing) {
   std::unique_ptr<Subprocess> learner = StartLearner("127.0.0.1:0");
@@ -154,21 +175,67 @@ TEST_F(FaultTest, KilledActorsAndLearnerLoseAndRepeatNothing) {
       << actors[1]->stderr_text();
 
   // Exact accounting.
-  std::vector<nlohmann::json> steps = testutil::StepRecords(dir_);
-  ASSERT_EQ(steps.size(), static_cast<size_t>(kSteps)) << "killed at " << killed_at;
-  std::set<std::string> trained;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    EXPECT_EQ(steps[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
-    for (const auto& id : steps[i]["groups"]) {
-      EXPECT_TRUE(trained.insert(id.get<std::string>()).second)
-          << "group " << id << " trained twice";
-    }
-  }
-  EXPECT_EQ(trained.size(), static_cast<size_t>(2 * kSteps));
+  SCOPED_TRACE(absl::StrCat("the learner was killed at step ", killed_at));
+  ExpectEachStepAndGroupOnce(dir_, kSteps, 2);
   auto last = learner::FindLatestCheckpoint(root, nullptr);
   ASSERT_TRUE(last.ok()) << last.status();
   EXPECT_EQ(last->step, kSteps);
   EXPECT_TRUE(std::filesystem::exists(last->dir + "/tokenizer.json"));
+
+  ASSERT_TRUE(sandbox_->Signal(SIGTERM).ok());
+  EXPECT_TRUE(sandbox_->Wait(absl::Seconds(60)).ok());
+}
+
+TEST_F(FaultTest, AJournalThatCannotSyncStopsTheLearnerAndLosesNothing) {
+  std::unique_ptr<Subprocess> learner = StartLearner("127.0.0.1:0");
+  ASSERT_NE(learner, nullptr);
+  auto ready = learner->WaitForLine("ready address=", absl::Seconds(60));
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  // After the start (which removes journals ahead of its step), before any step.
+  const std::string root = dir_ + "/checkpoints";
+  const std::string bad = learner::JournalPath(root, 0, 2);
+  std::filesystem::create_symlink("/dev/null", bad);
+  const std::string address = ready->substr(ready->find('=') + 1);
+  std::unique_ptr<Subprocess> actors[2] = {StartActor(0, address),
+                                           StartActor(1, address)};
+  ASSERT_NE(actors[0], nullptr);
+  ASSERT_NE(actors[1], nullptr);
+
+  // The first group acknowledged after step 2's checkpoint needs a sync of that
+  // journal (or the checkpoint does, for the groups it holds): the learner stops.
+  auto stopped = learner->Wait(absl::Seconds(240));
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_TRUE(WIFEXITED(*stopped) && WEXITSTATUS(*stopped) != 0)
+      << learner->stderr_text();
+  EXPECT_TRUE(absl::StrContains(learner->stderr_text(), "cannot sync " + bad))
+      << learner->stderr_text();
+  auto newest = learner::FindLatestCheckpoint(root, nullptr);
+  ASSERT_TRUE(newest.ok()) << newest.status();
+  EXPECT_LE(newest->step, 2);
+  EXPECT_TRUE(
+      absl::StrContains(learner->stderr_text(), "stopping without a checkpoint"))
+      << learner->stderr_text();
+
+  // A good disk again: the restarted learner resumes, the actors re-send what was
+  // never acknowledged, and the run completes.
+  std::filesystem::remove(bad);
+  learner = StartLearner(address);
+  ASSERT_NE(learner, nullptr);
+  ASSERT_TRUE(learner->WaitForLine("ready address=", absl::Seconds(60)).ok())
+      << learner->stderr_text();
+  auto status = learner->Wait(absl::Seconds(300));
+  ASSERT_TRUE(status.ok()) << status.status();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+      << learner->stderr_text();
+  for (auto& a : actors) {
+    auto st = a->Wait(absl::Seconds(120));
+    ASSERT_TRUE(st.ok()) << st.status();
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << a->stderr_text();
+  }
+  ExpectEachStepAndGroupOnce(dir_, kSteps, 2);
+  auto last = learner::FindLatestCheckpoint(root, nullptr);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->step, kSteps);
 
   ASSERT_TRUE(sandbox_->Signal(SIGTERM).ok());
   EXPECT_TRUE(sandbox_->Wait(absl::Seconds(60)).ok());
