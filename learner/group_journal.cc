@@ -66,6 +66,7 @@ absl::Status GroupJournal::SyncThrough(uint64_t record) {
     return sync_failure_;
   }
   synced_ = written;
+  synced_through_.store(written, std::memory_order_release);
   return absl::OkStatus();
 }
 

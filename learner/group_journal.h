@@ -52,6 +52,11 @@ class GroupJournal {
   // report success to the next call, so every later SyncThrough (and Rename)
   // returns the first failure instead of syncing again.
   absl::Status SyncThrough(uint64_t record);
+  // Whether SyncThrough(record) would wait for an fdatasync (or fail): false
+  // without sync, or once a sync has covered `record`. Thread-safe, lock-free.
+  bool NeedsSync(uint64_t record) const {
+    return sync_ && synced_through_.load(std::memory_order_acquire) < record;
+  }
   // Syncs, then renames the file to `path` (atomically replacing one there).
   absl::Status Rename(const std::string& path);
   const std::string& path() const { return path_; }
@@ -80,6 +85,7 @@ class GroupJournal {
   std::atomic<uint64_t> syncs_{0};
   absl::Mutex sync_mu_;
   uint64_t synced_ ABSL_GUARDED_BY(sync_mu_) = 0;        // records known to be on disk
+  std::atomic<uint64_t> synced_through_{0};              // synced_, for NeedsSync
   absl::Status sync_failure_ ABSL_GUARDED_BY(sync_mu_);  // the first failed sync
   std::string buffer_;
 };

@@ -112,16 +112,18 @@ bool Ingestor::KeepUniform(const std::string& group_id) const {
 absl::StatusOr<v1::GroupAck> Ingestor::Offer(v1::TrajectoryGroup group,
                                              uint64_t current_version,
                                              absl::Time deadline) {
-  std::shared_ptr<GroupJournal> journal;
-  uint64_t record = 0;
-  absl::StatusOr<v1::GroupAck> ack =
-      Decide(std::move(group), current_version, deadline, &journal, &record);
-  // An accepted group is acknowledged once its record is on disk. The sync runs
-  // outside the lock: other streams' groups and the trainer's Take go on, and
-  // concurrent acknowledgements share one fdatasync.
-  if (ack.ok() && journal != nullptr) {
+  ASSIGN_OR_RETURN(PendingAck pending,
+                   Decide(std::move(group), current_version, deadline));
+  return Settle(std::move(pending));
+}
+
+absl::StatusOr<v1::GroupAck> Ingestor::Settle(PendingAck pending) {
+  // An accepted group is acknowledged once its record is on disk (a duplicate once
+  // its first copy's is). The sync runs outside the lock: other streams' groups and
+  // the trainer's Take go on, and concurrent acknowledgements share one fdatasync.
+  if (pending.journal != nullptr) {
     const absl::Time start = absl::Now();
-    absl::Status st = journal->SyncThrough(record);
+    absl::Status st = pending.journal->SyncThrough(pending.record);
     if (metrics_)
       metrics_->journal_wait.Observe(absl::ToDoubleSeconds(absl::Now() - start));
     if (!st.ok()) {
@@ -134,7 +136,7 @@ absl::StatusOr<v1::GroupAck> Ingestor::Offer(v1::TrajectoryGroup group,
       return failure;
     }
   }
-  return ack;
+  return std::move(pending.ack);
 }
 
 void Ingestor::Fail(const absl::Status& failure) {
@@ -155,12 +157,11 @@ absl::Status Ingestor::failure() const {
   return failure_;
 }
 
-absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
-                                              uint64_t current_version,
-                                              absl::Time deadline,
-                                              std::shared_ptr<GroupJournal>* journal,
-                                              uint64_t* record) {
-  v1::GroupAck ack;
+absl::StatusOr<Ingestor::PendingAck> Ingestor::Decide(v1::TrajectoryGroup group,
+                                                      uint64_t current_version,
+                                                      absl::Time deadline) {
+  PendingAck pending;
+  v1::GroupAck& ack = pending.ack;
   ack.set_group_id(group.group_id());
   ack.set_current_policy_version(current_version);
   absl::Status valid = ValidateGroup(group, options_.limits);
@@ -173,7 +174,7 @@ absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
     ack.set_result(v1::GroupAck::RESULT_INVALID);
     ack.set_message(std::string(valid.message()));
     Count(ack.result());
-    return ack;
+    return pending;
   }
   auto seen = decided_.find(group.group_id());
   if (seen != decided_.end()) {
@@ -183,7 +184,13 @@ absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
                        : first);
     ack.set_message("already received; counted once");
     Count(v1::GroupAck::RESULT_DUPLICATE);
-    return ack;
+    if (journal_ && first == v1::GroupAck::RESULT_ACCEPTED) {
+      // The first copy may still be waiting for its sync (on another stream): the
+      // actor forgets the group on this ack, so it waits for the same sync.
+      pending.journal = journal_;
+      pending.record = journal_->records();
+    }
+    return pending;
   }
   uint64_t oldest = OldestPolicyVersion(group);
   uint64_t staleness = current_version > oldest ? current_version - oldest : 0;
@@ -220,8 +227,8 @@ absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
             "the learner cannot journal the group: ", written.status().message())));
         return failure_;
       }
-      *journal = journal_;
-      *record = *written;
+      pending.journal = journal_;
+      pending.record = *written;
     }
     uint64_t& cursor = cursors_[group.actor_id()];
     cursor = std::max(cursor, group.data_cursor());
@@ -229,11 +236,11 @@ absl::StatusOr<v1::GroupAck> Ingestor::Decide(v1::TrajectoryGroup group,
     ack.set_result(v1::GroupAck::RESULT_ACCEPTED);
     Count(ack.result());
     if (metrics_) metrics_->queue_depth.Set(static_cast<double>(queue_.size()));
-    return ack;
+    return pending;
   }
   decided_[group.group_id()] = ack.result();
   Count(ack.result());
-  return ack;
+  return pending;
 }
 
 std::vector<v1::TrajectoryGroup> Ingestor::Take(

@@ -91,6 +91,19 @@ class Ingestor {
   absl::StatusOr<v1::GroupAck> Offer(v1::TrajectoryGroup group,
                                      uint64_t current_version, absl::Time deadline);
 
+  // Offer in two halves, for a stream that reads its next group while the previous
+  // one's record is synced: Decide decides (and queues and journals an accepted
+  // group, unsynced); Settle waits for the record's sync and returns the ack. An
+  // ack must not be sent before its Settle returns.
+  struct PendingAck {
+    v1::GroupAck ack;
+    std::shared_ptr<GroupJournal> journal;  // null: nothing to wait for
+    uint64_t record = 0;                    // journal records 1..record
+  };
+  absl::StatusOr<PendingAck> Decide(v1::TrajectoryGroup group, uint64_t current_version,
+                                    absl::Time deadline);
+  absl::StatusOr<v1::GroupAck> Settle(PendingAck pending);
+
   // Takes up to `max` queued groups once at least `min` are there (or the deadline
   // passes, or Close: then whatever is queued). Oldest first. With
   // `current_version`, groups now more than max_staleness versions behind it (they
@@ -139,12 +152,6 @@ class Ingestor {
   std::optional<uint64_t> DataCursor(const std::string& actor_id) const;
 
  private:
-  // Offer's decision under the lock. An accepted group is written to the journal
-  // (not yet synced): `journal` and `record` say where, for Offer to sync.
-  absl::StatusOr<v1::GroupAck> Decide(v1::TrajectoryGroup group,
-                                      uint64_t current_version, absl::Time deadline,
-                                      std::shared_ptr<GroupJournal>* journal,
-                                      uint64_t* record);
   struct Metrics;
   void Count(v1::GroupAck::Result result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FailLocked(const absl::Status& failure) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

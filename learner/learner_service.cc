@@ -3,6 +3,9 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include <deque>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
@@ -299,6 +302,107 @@ int LearnerServiceImpl::WaitUntilActorsTold(absl::Time deadline) {
   return untold();
 }
 
+namespace {
+
+// Writes a PushTrajectories stream's acks in order, each once its journal record
+// is on disk, on a thread of its own, so that the stream's handler reads and
+// decides the next groups meanwhile: one actor's stream is then not bounded by one
+// fdatasync per group, and its records share syncs. An ack that waits for nothing
+// (no journal, no sync, or a sync already done) and finds the acker idle is
+// written by the handler's thread itself: no thread hop. The thread starts with
+// the first ack that must wait.
+class StreamAcker {
+ public:
+  using Stream = grpc::ServerReaderWriter<v1::GroupAck, v1::TrajectoryGroup>;
+  StreamAcker(Ingestor* ingestor, grpc::ServerContext* context, Stream* stream)
+      : ingestor_(ingestor), context_(context), stream_(stream) {}
+  ~StreamAcker() { Finish().IgnoreError(); }
+
+  // Sends `pending`'s ack when it is settled. False when the stream is finished
+  // (its client is gone, or a settle failed): read no more.
+  bool Send(Ingestor::PendingAck pending) {
+    const bool waits =
+        pending.journal != nullptr && pending.journal->NeedsSync(pending.record);
+    absl::MutexLock lock(&mu_);
+    if (!error_.ok() || broken_) return false;
+    if (!waits && queue_.empty() && !busy_) {
+      // The acker is idle with nothing queued: this thread may write.
+      mu_.Unlock();
+      absl::StatusOr<v1::GroupAck> ack = ingestor_->Settle(std::move(pending));
+      const bool written = ack.ok() && stream_->Write(*ack);
+      mu_.Lock();
+      if (!ack.ok()) error_ = ack.status();
+      if (!written) broken_ = true;
+      return written;
+    }
+    // Bounded: the actor's own window (actor.max_unacked) keeps it far lower.
+    auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return queue_.size() < kMaxQueued || broken_;
+    };
+    mu_.Await(absl::Condition(&room));
+    if (broken_) return false;
+    queue_.push_back(std::move(pending));
+    if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+    return true;
+  }
+
+  // Writes every queued ack, stops the thread; the first settle failure or OK.
+  absl::Status Finish() {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+
+ private:
+  static constexpr size_t kMaxQueued = 256;
+
+  void Run() {
+    while (true) {
+      Ingestor::PendingAck pending;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !queue_.empty() || done_;
+        };
+        mu_.Await(absl::Condition(&ready));
+        if (queue_.empty() || broken_) return;
+        pending = std::move(queue_.front());
+        queue_.pop_front();
+        busy_ = true;
+      }
+      absl::StatusOr<v1::GroupAck> ack = ingestor_->Settle(std::move(pending));
+      const bool written = ack.ok() && stream_->Write(*ack);
+      absl::MutexLock lock(&mu_);
+      busy_ = false;
+      if (!written) {
+        if (!ack.ok()) error_ = ack.status();
+        broken_ = true;
+        queue_.clear();
+        // The handler may be blocked reading the next group: end the call.
+        context_->TryCancel();
+        return;
+      }
+    }
+  }
+
+  Ingestor* const ingestor_;
+  grpc::ServerContext* const context_;
+  Stream* const stream_;
+  absl::Mutex mu_;
+  std::deque<Ingestor::PendingAck> queue_ ABSL_GUARDED_BY(mu_);
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;    // the thread is settling or writing
+  bool done_ ABSL_GUARDED_BY(mu_) = false;    // no more Sends
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // a write failed, or a settle did
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace
+
 grpc::Status LearnerServiceImpl::PushTrajectories(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::GroupAck, v1::TrajectoryGroup>* stream) {
@@ -307,27 +411,34 @@ grpc::Status LearnerServiceImpl::PushTrajectories(
       !s.ok()) {
     return s;
   }
+  StreamAcker acker(ingestor_, context, stream);
+  // Acks already decided are sent before the call ends, also when it ends in error.
+  auto finish = [&](grpc::Status status) {
+    absl::Status settled = acker.Finish();
+    if (!settled.ok()) return common::ToGrpcStatus(settled);
+    return status;
+  };
   v1::TrajectoryGroup group;
   while (stream->Read(&group)) {
-    if (grpc::Status s = CheckActorId(group.actor_id()); !s.ok()) return s;
+    if (grpc::Status s = CheckActorId(group.actor_id()); !s.ok()) return finish(s);
     if (!Known(group.actor_id())) {
-      return grpc::Status(
-          grpc::StatusCode::FAILED_PRECONDITION,
-          absl::StrCat("trajectory group ", group.group_id().substr(0, 64),
-                       " comes from unregistered actor '", group.actor_id(),
-                       "'; call RegisterActor first"));
+      return finish(
+          grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                       absl::StrCat("trajectory group ", group.group_id().substr(0, 64),
+                                    " comes from unregistered actor '",
+                                    group.actor_id(), "'; call RegisterActor first")));
     }
-    absl::StatusOr<v1::GroupAck> ack =
-        ingestor_->Offer(std::move(group), publisher_->current_version(),
-                         absl::Now() + options_.queue_wait);
-    if (!ack.ok()) return common::ToGrpcStatus(ack.status());
-    if (ack->result() == v1::GroupAck::RESULT_INVALID) {
-      LOG(WARNING) << "refused: " << ack->message();
+    absl::StatusOr<Ingestor::PendingAck> pending =
+        ingestor_->Decide(std::move(group), publisher_->current_version(),
+                          absl::Now() + options_.queue_wait);
+    if (!pending.ok()) return finish(common::ToGrpcStatus(pending.status()));
+    if (pending->ack.result() == v1::GroupAck::RESULT_INVALID) {
+      LOG(WARNING) << "refused: " << pending->ack.message();
     }
-    if (!stream->Write(*ack)) break;
+    if (!acker.Send(std::move(*pending))) break;
     if (context->IsCancelled()) break;
   }
-  return grpc::Status::OK;
+  return finish(grpc::Status::OK);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* LearnerServiceImpl::SubscribeWeights(

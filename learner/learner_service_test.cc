@@ -233,6 +233,79 @@ TEST_F(LearnerServiceTest, ConcurrentStreamsJournalEveryGroupBeforeItsAck) {
   EXPECT_LE(journal->syncs(), static_cast<uint64_t>(kStreams * kEach));
 }
 
+// One actor's stream with many groups unacknowledged (its window): the handler
+// reads on while earlier records sync, and still sends every ack in order and only
+// once its record is on disk.
+TEST_F(LearnerServiceTest, AWindowedStreamIsAckedInOrderEachAfterItsSync) {
+  IngestorOptions o;
+  o.capacity = 1000;
+  Start(o);
+  Register();
+  testutil::TempDir tmp("nbrl-svc-");
+  auto j = GroupJournal::Create(tmp.path() + "/journal.log", /*sync=*/true);
+  ASSERT_TRUE(j.ok()) << j.status();
+  GroupJournal* journal = j->get();
+  ingestor_->SetJournal(std::move(*j));
+
+  constexpr int kGroups = 60;
+  grpc::ClientContext ctx;
+  auto stream = stub_->PushTrajectories(&ctx);
+  std::thread writer([&] {
+    for (int i = 0; i < kGroups; ++i) {
+      if (!stream->Write(Group(absl::StrCat("w", i)))) break;
+    }
+    stream->WritesDone();
+  });
+  v1::GroupAck ack;
+  int n = 0;
+  while (stream->Read(&ack)) {
+    ASSERT_LT(n, kGroups);
+    EXPECT_EQ(ack.group_id(), absl::StrCat("w", n));
+    EXPECT_EQ(ack.result(), v1::GroupAck::RESULT_ACCEPTED) << ack.message();
+    // One stream's records are numbered in its order: record n + 1 is synced.
+    EXPECT_FALSE(journal->NeedsSync(static_cast<uint64_t>(n + 1))) << "ack " << n;
+    ++n;
+  }
+  writer.join();
+  grpc::Status st = stream->Finish();
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(n, kGroups);
+  EXPECT_GE(journal->syncs(), 1u);
+  EXPECT_LE(journal->syncs(), static_cast<uint64_t>(kGroups));
+  auto all = GroupJournal::Read(tmp.path() + "/journal.log");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->groups.size(), static_cast<size_t>(kGroups));
+}
+
+// A journal whose sync fails (/dev/null refuses fdatasync): no group of the stream
+// is acknowledged as accepted, the stream ends in an error, the ingestor stops.
+TEST_F(LearnerServiceTest, AStreamWhoseSyncFailsAcknowledgesNothing) {
+  Start();
+  Register();
+  auto j = GroupJournal::Create("/dev/null", /*sync=*/true);
+  ASSERT_TRUE(j.ok()) << j.status();
+  ingestor_->SetJournal(std::move(*j));
+  grpc::ClientContext ctx;
+  auto stream = stub_->PushTrajectories(&ctx);
+  std::thread writer([&] {
+    for (int i = 0; i < 8; ++i) {
+      if (!stream->Write(Group(absl::StrCat("d", i)))) break;
+    }
+    stream->WritesDone();
+  });
+  v1::GroupAck ack;
+  while (stream->Read(&ack)) {
+    ADD_FAILURE() << "acknowledged " << ack.group_id() << ": "
+                  << v1::GroupAck::Result_Name(ack.result());
+  }
+  writer.join();
+  grpc::Status st = stream->Finish();
+  EXPECT_FALSE(st.ok());
+  EXPECT_FALSE(ingestor_->failure().ok());
+  EXPECT_THAT(std::string(ingestor_->failure().message()),
+              HasSubstr("cannot sync /dev/null"));
+}
+
 TEST_F(LearnerServiceTest, StaleAndUniformGroupsAreDroppedAndCounted) {
   IngestorOptions o;
   o.max_staleness = 1;
