@@ -101,6 +101,21 @@ class LearnerServiceTest : public ::testing::Test {
     EXPECT_EQ(resp.run_id(), "test-run");
   }
   // Sends groups on one stream and returns their acks.
+  // Starts the service with room for 1,000 groups, registers the actor, and gives
+  // the ingestor a journal at `path` that syncs. Null on failure.
+  GroupJournal* StartWithSyncedJournal(const std::string& path) {
+    IngestorOptions o;
+    o.capacity = 1000;
+    Start(o);
+    Register();
+    auto j = GroupJournal::Create(path, /*sync=*/true);
+    EXPECT_TRUE(j.ok()) << j.status();
+    if (!j.ok()) return nullptr;
+    GroupJournal* journal = j->get();
+    ingestor_->SetJournal(std::move(*j));
+    return journal;
+  }
+
   std::vector<v1::GroupAck> Push(const std::vector<v1::TrajectoryGroup>& groups,
                                  grpc::Status* status = nullptr) {
     grpc::ClientContext ctx;
@@ -182,15 +197,9 @@ TEST_F(LearnerServiceTest, GroupsAreAcceptedOnceAndBadOnesExplained) {
 }
 
 TEST_F(LearnerServiceTest, ConcurrentStreamsJournalEveryGroupBeforeItsAck) {
-  IngestorOptions o;
-  o.capacity = 1000;
-  Start(o);
-  Register();
   testutil::TempDir tmp("nbrl-svc-");
-  auto j = GroupJournal::Create(tmp.path() + "/journal.log", /*sync=*/true);
-  ASSERT_TRUE(j.ok()) << j.status();
-  GroupJournal* journal = j->get();
-  ingestor_->SetJournal(std::move(*j));
+  GroupJournal* journal = StartWithSyncedJournal(tmp.path() + "/journal.log");
+  ASSERT_NE(journal, nullptr);
 
   // Four actors' streams at once while the trainer takes what is accepted.
   constexpr int kStreams = 4, kEach = 20;
@@ -237,15 +246,9 @@ TEST_F(LearnerServiceTest, ConcurrentStreamsJournalEveryGroupBeforeItsAck) {
 // reads on while earlier records sync, and still sends every ack in order and only
 // once its record is on disk.
 TEST_F(LearnerServiceTest, AWindowedStreamIsAckedInOrderEachAfterItsSync) {
-  IngestorOptions o;
-  o.capacity = 1000;
-  Start(o);
-  Register();
   testutil::TempDir tmp("nbrl-svc-");
-  auto j = GroupJournal::Create(tmp.path() + "/journal.log", /*sync=*/true);
-  ASSERT_TRUE(j.ok()) << j.status();
-  GroupJournal* journal = j->get();
-  ingestor_->SetJournal(std::move(*j));
+  GroupJournal* journal = StartWithSyncedJournal(tmp.path() + "/journal.log");
+  ASSERT_NE(journal, nullptr);
 
   constexpr int kGroups = 60;
   grpc::ClientContext ctx;

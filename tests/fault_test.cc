@@ -78,6 +78,17 @@ class FaultTest : public ::testing::Test {
     return p.ok() ? std::move(*p) : nullptr;
   }
 
+  // A restarted `learner` serves, and finishes the run with exit status 0.
+  static void ExpectTheRunToFinish(Subprocess* learner) {
+    ASSERT_NE(learner, nullptr);
+    ASSERT_TRUE(learner->WaitForLine("ready address=", absl::Seconds(60)).ok())
+        << learner->stderr_text();
+    auto status = learner->Wait(absl::Seconds(300));
+    ASSERT_TRUE(status.ok()) << status.status();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+        << learner->stderr_text();
+  }
+
   static constexpr int kSteps = 7;
   testutil::TempDir tmp_{"nbrl-fault"};  // outlives the processes below
   std::string dir_, sock_;
@@ -143,16 +154,10 @@ TEST_F(FaultTest, KilledActorsAndLearnerLoseAndRepeatNothing) {
     f.put('\x7f');
   }
   const int64_t killed_at = static_cast<int64_t>(testutil::StepRecords(dir_).size());
-  learner = StartLearner(address);
-  ASSERT_NE(learner, nullptr);
-  ASSERT_TRUE(learner->WaitForLine("ready address=", absl::Seconds(60)).ok())
-      << learner->stderr_text();
-
   // 3. The run completes; the learner exits by itself and asks the actors to stop.
-  auto status = learner->Wait(absl::Seconds(300));
-  ASSERT_TRUE(status.ok()) << status.status();
+  learner = StartLearner(address);
+  ASSERT_NO_FATAL_FAILURE(ExpectTheRunToFinish(learner.get()));
   const std::string& log = learner->stderr_text();
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << log;
   EXPECT_TRUE(absl::StrContains(log, "fails verification")) << log;
   EXPECT_TRUE(absl::StrContains(
       log,
@@ -220,13 +225,7 @@ TEST_F(FaultTest, AJournalThatCannotSyncStopsTheLearnerAndLosesNothing) {
   // never acknowledged, and the run completes.
   std::filesystem::remove(bad);
   learner = StartLearner(address);
-  ASSERT_NE(learner, nullptr);
-  ASSERT_TRUE(learner->WaitForLine("ready address=", absl::Seconds(60)).ok())
-      << learner->stderr_text();
-  auto status = learner->Wait(absl::Seconds(300));
-  ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
-      << learner->stderr_text();
+  ASSERT_NO_FATAL_FAILURE(ExpectTheRunToFinish(learner.get()));
   for (auto& a : actors) {
     auto st = a->Wait(absl::Seconds(120));
     ASSERT_TRUE(st.ok()) << st.status();
