@@ -55,16 +55,20 @@ absl::Status GroupJournal::Append(const v1::TrajectoryGroup& group) {
   return SyncThrough(record);
 }
 
-absl::Status GroupJournal::SyncThrough(uint64_t record) {
-  absl::MutexLock lock(&sync_mu_);
-  if (!sync_ || synced_ >= record) return absl::OkStatus();
+absl::Status GroupJournal::SyncLocked() {
   if (!sync_failure_.ok()) return sync_failure_;
-  const uint64_t written = records_.load();  // all of them are covered
   ++syncs_;
   if (::fdatasync(fd_) != 0) {
     sync_failure_ = common::ErrnoToStatus(errno, absl::StrCat("cannot sync ", path_));
-    return sync_failure_;
   }
+  return sync_failure_;
+}
+
+absl::Status GroupJournal::SyncThrough(uint64_t record) {
+  absl::MutexLock lock(&sync_mu_);
+  if (!sync_ || synced_ >= record) return absl::OkStatus();
+  const uint64_t written = records_.load();  // all of them are covered
+  RETURN_IF_ERROR(SyncLocked());
   synced_ = written;
   synced_through_.store(written, std::memory_order_release);
   return absl::OkStatus();
@@ -97,12 +101,7 @@ absl::StatusOr<uint64_t> GroupJournal::Write(const v1::TrajectoryGroup& group) {
 absl::Status GroupJournal::Rename(const std::string& path) {
   {
     absl::MutexLock lock(&sync_mu_);
-    if (!sync_failure_.ok()) return sync_failure_;
-    ++syncs_;
-    if (::fdatasync(fd_) != 0) {
-      sync_failure_ = common::ErrnoToStatus(errno, absl::StrCat("cannot sync ", path_));
-      return sync_failure_;
-    }
+    RETURN_IF_ERROR(SyncLocked());
   }
   if (::rename(path_.c_str(), path.c_str()) != 0) {
     return common::ErrnoToStatus(errno,

@@ -77,6 +77,8 @@ class GroupJournal {
  private:
   GroupJournal(std::string path, int fd, bool sync)
       : path_(std::move(path)), fd_(fd), sync_(sync) {}
+  // One fdatasync, counted; after a failure, that failure without a sync.
+  absl::Status SyncLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(sync_mu_);
   std::string path_;
   int fd_ = -1;
   bool sync_ = true;
