@@ -82,6 +82,13 @@ absl::Status Run(common::ProcessContext& ctx) {
   if (scripted) {
     agent::ScriptedPolicyOptions so;
     so.noise = c.GetDouble("actor.noise");
+    absl::StatusOr<std::vector<agent::ScriptedFault>> faults =
+        agent::ParseScriptedFaults(c.GetStringList("actor.noise_faults"));
+    if (!faults.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("actor.noise_faults: ", faults.status().message()));
+    }
+    so.faults = *std::move(faults);
     so.seed = static_cast<uint64_t>(c.GetInt("run.seed")) * 1000 + rank;
     scripted_policy = std::make_unique<agent::ScriptedPolicy>(tokenizer.get(), so);
     policy = scripted_policy.get();

@@ -103,6 +103,32 @@ std::string DocName(const std::string& doc, const std::vector<std::string>& name
 
 }  // namespace
 
+absl::StatusOr<std::vector<ScriptedFault>> ParseScriptedFaults(
+    const std::vector<std::string>& names) {
+  static const char* const kNames[] = {"field", "check", "copy"};
+  std::vector<ScriptedFault> out;
+  for (const std::string& n : names) {
+    int f = 0;
+    while (f < 3 && n != kNames[f]) ++f;
+    if (f == 3) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown fault '", n, "' of the scripted expert: use field, check or copy"));
+    }
+    const auto fault = static_cast<ScriptedFault>(f);
+    if (std::find(out.begin(), out.end(), fault) != out.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fault '", n, "' of the scripted expert is listed twice"));
+    }
+    out.push_back(fault);
+  }
+  if (out.empty()) {
+    return absl::InvalidArgumentError(
+        "the scripted expert's fault list is empty: name at least one of field, "
+        "check and copy");
+  }
+  return out;
+}
+
 ScriptedPolicy::ScriptedPolicy(const model::Tokenizer* tokenizer,
                                ScriptedPolicyOptions options)
     : tokenizer_(tokenizer), options_(options) {}
@@ -133,8 +159,11 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
   EpisodeState& st = it->second;
   if (fresh) {
     std::mt19937_64 rng(options_.seed * 7919 + r.episode_id);
-    if (std::uniform_real_distribution<double>(0, 1)(rng) < options_.noise) {
-      st.fault = std::uniform_int_distribution<int>(0, 2)(rng);
+    if (!options_.faults.empty() &&
+        std::uniform_real_distribution<double>(0, 1)(rng) < options_.noise) {
+      const int n = static_cast<int>(options_.faults.size());
+      st.fault = static_cast<int>(
+          options_.faults[std::uniform_int_distribution<int>(0, n - 1)(rng)]);
     }
   }
   if (plan_less) {
@@ -164,7 +193,7 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
     int i = st.hop++;
     std::string doc = plan[i]["doc"];
     std::string field = plan[i]["field"];
-    if (st.fault == 0 && i == hops - 1) {
+    if (st.fault == static_cast<int>(ScriptedFault::kField) && i == hops - 1) {
       field = field == "Born" ? "Founded" : "Born";  // the wrong hop
     }
     std::string think =
@@ -190,7 +219,8 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
       }
     }
     // The skipped check: take the first search hit without comparing its title.
-    bool check_title = !(st.fault == 1 && i == hops - 1);
+    bool check_title =
+        !(st.fault == static_cast<int>(ScriptedFault::kCheck) && i == hops - 1);
     absl::StrAppend(&code, HopCode(i, TitleExpr(doc, names), field, options_.search_k,
                                    st.retries > 0, check_title));
     return absl::StrCat("<think>", think, "</think>\n<code>\n", code, "\n</code>");
@@ -220,7 +250,7 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
     code = absl::StrCat("answer = v", hops - 1, "\n");
   }
   absl::StrAppend(&code, "assert str(answer).strip(), 'empty answer'\n");
-  if (st.fault == 2) {
+  if (st.fault == static_cast<int>(ScriptedFault::kCopy)) {
     absl::StrAppend(
         &code,
         "answer = str(answer)[:-1] + ('0' if str(answer)[-1:] != '0' else '1')\n");

@@ -7,8 +7,11 @@
 // the observations, except to retry a hop whose cell failed.
 //
 // Noise makes its demonstrations imperfect: with probability `noise` an episode
-// gets one fault (a wrong hop field, a skipped check, or a copy error in the
-// submitted answer), chosen from the episode id and seed.
+// gets one fault, drawn uniformly from `faults` with the episode id and seed: a
+// wrong hop field (`field`), a skipped check of the search hit's title (`check`),
+// or a copy error in the submitted answer (`copy`). A model trained on the
+// demonstrations imitates a fault it sees often enough; RL on the answer's reward
+// can unlearn it.
 //
 // An example without a plan (the minimal family, or any dataset with answers)
 // gets a one-action demonstration that submits its first gold answer; a faulty
@@ -22,15 +25,28 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
+#include "absl/status/statusor.h"
 #include "agent/policy.h"
 #include "model/tokenizer.h"
 
 namespace nbrl::agent {
 
+// The expert's mistakes. The values are the draw's indices: keep them.
+enum class ScriptedFault { kField = 0, kCheck = 1, kCopy = 2 };
+
+// "field", "check" and "copy" in order; InvalidArgument naming an unknown or
+// repeated name, or an empty list.
+absl::StatusOr<std::vector<ScriptedFault>> ParseScriptedFaults(
+    const std::vector<std::string>& names);
+
 struct ScriptedPolicyOptions {
   // Probability that an episode has one fault.
   double noise = 0.0;
+  // The faults a faulty episode draws from, uniformly. Must not be empty.
+  std::vector<ScriptedFault> faults = {ScriptedFault::kField, ScriptedFault::kCheck,
+                                       ScriptedFault::kCopy};
   uint64_t seed = 1;
   // Search hits fetched per query.
   int search_k = 5;
@@ -54,7 +70,7 @@ class ScriptedPolicy : public Policy {
   struct EpisodeState {
     int hop = 0;      // next hop of the plan to do
     int retries = 0;  // retries of the current hop
-    int fault = -1;   // -1 none; 0 wrong field, 1 unchecked search hit, 2 copy error
+    int fault = -1;   // -1 none, else a ScriptedFault
   };
 
   const model::Tokenizer* tokenizer_;

@@ -5,11 +5,13 @@
 #include <iostream>
 #include <map>
 #include <tuple>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "actor/grpc_sandbox_client.h"
 #include "agent/evaluator.h"
 #include "agent/model_policy.h"
@@ -51,6 +53,8 @@ constexpr char kUsage[] =
     "                    default 3 (as actor.max_format_errors)\n"
     "  --temperature T   sampling temperature of a model policy, default 1\n"
     "  --noise P         fault probability of the scripted policy, default 0\n"
+    "  --faults LIST     the faults it draws from, comma-separated: field, check,\n"
+    "                    copy (as actor.noise_faults), default all three\n"
     "  --seed N          sampling / noise seed, default 1\n"
     "  --threads N       CPU threads of the model math (libtorch and OpenBLAS),\n"
     "                    as actor.threads; default 0: the libraries' defaults\n"
@@ -95,6 +99,7 @@ int EvalCommand(int argc, char** argv) {
                          "--max-steps",
                          "--temperature",
                          "--noise",
+                         "--faults",
                          "--seed",
                          "--max-action-tokens",
                          "--max-format-errors",
@@ -188,6 +193,16 @@ int EvalCommand(int argc, char** argv) {
     agent::ScriptedPolicyOptions so;
     so.noise = noise;
     so.seed = static_cast<uint64_t>(seed);
+    if (f.Has("--faults")) {
+      const std::vector<std::string> names =
+          absl::StrSplit(f.Get("--faults"), ',', absl::SkipEmpty());
+      auto faults = agent::ParseScriptedFaults(names);
+      if (!faults.ok()) {
+        std::cerr << "nbrl eval: --faults: " << faults.status().message() << "\n";
+        return 2;
+      }
+      so.faults = *std::move(faults);
+    }
     policy = std::make_unique<agent::ScriptedPolicy>(tokenizer->get(), so);
   } else {
     if (threads > 0) {

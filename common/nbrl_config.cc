@@ -245,6 +245,11 @@ void DeclareActor(ConfigSchema& s) {
   s.Double("actor.noise", 0.0,
            "Scripted expert only: probability that an episode has one fault.", 0.0,
            1.0);
+  s.StringList("actor.noise_faults", {"field", "check", "copy"},
+               "Scripted expert only: the faults a faulty episode draws from, "
+               "uniformly: field (a wrong field in the last hop), check (the last "
+               "hop takes the first search hit unchecked), copy (the submitted "
+               "answer's last character is wrong).");
   s.Duration("actor.cell_timeout", absl::Seconds(10), "Wall-clock limit of one cell.");
   // The reward of an episode (agent/rewards.h, docs/algorithm.md): weighted
   // components; the answer's on the last action, format and execution per action.

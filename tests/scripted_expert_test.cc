@@ -7,6 +7,10 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "actor/grpc_sandbox_client.h"
@@ -259,6 +263,62 @@ TEST_F(ScriptedExpertTest, AnswersDirectlyWhereThereIsNoPlan) {
     EXPECT_TRUE(r.has_final_answer);
     EXPECT_EQ(r.final_answer, "yes");
     EXPECT_EQ(r.final_rewards.at("em_raw"), 1.0);
+  }
+}
+
+TEST_F(ScriptedExpertTest, TheFaultListChoosesTheMistake) {
+  // The names parse in order; a bad list is an error that names the problem.
+  auto faults = agent::ParseScriptedFaults({"copy", "field"});
+  ASSERT_TRUE(faults.ok()) << faults.status();
+  EXPECT_EQ(*faults, (std::vector<agent::ScriptedFault>{agent::ScriptedFault::kCopy,
+                                                        agent::ScriptedFault::kField}));
+  for (const auto& [names, says] :
+       std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"copy", "typo"}, "unknown fault 'typo'"},
+           {{"check", "check"}, "'check' of the scripted expert is listed twice"},
+           {{}, "fault list is empty"}}) {
+    auto bad = agent::ParseScriptedFaults(names);
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(bad.status().message().find(says), std::string::npos) << bad.status();
+  }
+
+  // A one-hop lookup: the first action does the hop, the second submits.
+  agent::Example ex;
+  ex.id = "l1";
+  ex.question = "In which country is the city of Falfen?";
+  ex.answers = {"Norland"};
+  ex.metadata_json =
+      R"({"kind": "lookup", "plan": [{"doc": "Falfen", "field": "Country"}]})";
+  agent::CellResult ran;  // a cell that completed without an error
+  auto actions = [&](agent::ScriptedFault only, uint64_t episode) {
+    agent::ScriptedPolicyOptions o;
+    o.noise = 1.0;
+    o.faults = {only};
+    agent::ScriptedPolicy policy(tokenizer_, o);
+    agent::PolicyRequest req;
+    req.episode_id = episode;
+    req.view.example = &ex;
+    std::string hop = policy.ActionText(req).value();
+    req.view.step = 1;
+    req.view.last_result = &ran;
+    return std::make_pair(hop, policy.ActionText(req).value());
+  };
+  const std::string kUnchecked = "hit = hits[0] if hits else None";
+  const std::string kCopyError = "answer = str(answer)[:-1]";
+  // Every episode is faulty; each gets the one listed fault and no other.
+  for (uint64_t episode = 1; episode <= 20; ++episode) {
+    auto [hop, submit] = actions(agent::ScriptedFault::kCopy, episode);
+    EXPECT_EQ(hop.find(kUnchecked), std::string::npos) << hop;
+    EXPECT_NE(hop.find("Country: (.+)$"), std::string::npos) << hop;
+    EXPECT_NE(submit.find(kCopyError), std::string::npos) << submit;
+    std::tie(hop, submit) = actions(agent::ScriptedFault::kCheck, episode);
+    EXPECT_NE(hop.find(kUnchecked), std::string::npos) << hop;
+    EXPECT_NE(hop.find("Country: (.+)$"), std::string::npos) << hop;
+    EXPECT_EQ(submit.find(kCopyError), std::string::npos) << submit;
+    std::tie(hop, submit) = actions(agent::ScriptedFault::kField, episode);
+    EXPECT_EQ(hop.find(kUnchecked), std::string::npos) << hop;
+    EXPECT_EQ(hop.find("Country: (.+)$"), std::string::npos) << hop;
+    EXPECT_EQ(submit.find(kCopyError), std::string::npos) << submit;
   }
 }
 
