@@ -162,15 +162,14 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
     if (!options_.faults.empty() &&
         std::uniform_real_distribution<double>(0, 1)(rng) < options_.noise) {
       const int n = static_cast<int>(options_.faults.size());
-      st.fault = static_cast<int>(
-          options_.faults[std::uniform_int_distribution<int>(0, n - 1)(rng)]);
+      st.fault = options_.faults[std::uniform_int_distribution<int>(0, n - 1)(rng)];
     }
   }
   if (plan_less) {
     // One action submits the gold answer. A faulty episode appends a "1": wrong
     // for any text or number (also under a numeric tolerance), and valid UTF-8.
     std::string answer = ex->answers[0];
-    if (st.fault >= 0) answer += '1';
+    if (st.fault.has_value()) answer += '1';
     return absl::StrCat(
         "<think>I know the answer.</think>\n<code>\nsubmit_final_answer(", Py(answer),
         ")\n</code>");
@@ -193,7 +192,7 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
     int i = st.hop++;
     std::string doc = plan[i]["doc"];
     std::string field = plan[i]["field"];
-    if (st.fault == static_cast<int>(ScriptedFault::kField) && i == hops - 1) {
+    if (st.fault == ScriptedFault::kField && i == hops - 1) {
       field = field == "Born" ? "Founded" : "Born";  // the wrong hop
     }
     std::string think =
@@ -219,8 +218,7 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
       }
     }
     // The skipped check: take the first search hit without comparing its title.
-    bool check_title =
-        !(st.fault == static_cast<int>(ScriptedFault::kCheck) && i == hops - 1);
+    bool check_title = !(st.fault == ScriptedFault::kCheck && i == hops - 1);
     absl::StrAppend(&code, HopCode(i, TitleExpr(doc, names), field, options_.search_k,
                                    st.retries > 0, check_title));
     return absl::StrCat("<think>", think, "</think>\n<code>\n", code, "\n</code>");
@@ -250,7 +248,7 @@ absl::StatusOr<std::string> ScriptedPolicy::ActionText(const PolicyRequest& r) {
     code = absl::StrCat("answer = v", hops - 1, "\n");
   }
   absl::StrAppend(&code, "assert str(answer).strip(), 'empty answer'\n");
-  if (st.fault == static_cast<int>(ScriptedFault::kCopy)) {
+  if (st.fault == ScriptedFault::kCopy) {
     absl::StrAppend(
         &code,
         "answer = str(answer)[:-1] + ('0' if str(answer)[-1:] != '0' else '1')\n");

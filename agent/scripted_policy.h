@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,7 @@
 
 namespace nbrl::agent {
 
-// The expert's mistakes. The values are the draw's indices: keep them.
+// The expert's mistakes, in the order ParseScriptedFaults names them.
 enum class ScriptedFault { kField = 0, kCheck = 1, kCopy = 2 };
 
 // "field", "check" and "copy" in order; InvalidArgument naming an unknown or
@@ -68,9 +69,9 @@ class ScriptedPolicy : public Policy {
 
  private:
   struct EpisodeState {
-    int hop = 0;      // next hop of the plan to do
-    int retries = 0;  // retries of the current hop
-    int fault = -1;   // -1 none, else a ScriptedFault
+    int hop = 0;                         // next hop of the plan to do
+    int retries = 0;                     // retries of the current hop
+    std::optional<ScriptedFault> fault;  // none for a clean episode
   };
 
   const model::Tokenizer* tokenizer_;
