@@ -19,11 +19,9 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
   return weight_ * h.to(x.scalar_type());
 }
 
-torch::Tensor MaskBias(const torch::Tensor& mask, torch::Dtype dtype) {
+torch::Tensor HiddenSlots(const torch::Tensor& mask) {
   const int64_t B = mask.size(0), L = mask.size(-2), S = mask.size(-1);
-  return torch::zeros({B, 1, 1, L, S}, mask.options().dtype(dtype))
-      .masked_fill_(mask.view({B, 1, 1, L, S}).logical_not(),
-                    -std::numeric_limits<float>::infinity());
+  return mask.view({B, 1, 1, L, S}).logical_not();
 }
 
 RotaryEmbedding::RotaryEmbedding(int64_t head_dim, double theta, torch::Device device) {
@@ -101,18 +99,22 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x,
     std::tie(k, v) = ctx.cache->Store(layer, k, v);  // [B, KV, S, hd]
   // Query heads h = kv * G + g share KV head kv: [B, H, L, hd] -> [B, KV, G, L, hd],
   // so that K and V are used as they are (no copy per query head). The scale goes
-  // on q (L x hd) rather than the scores (L x S), and the mask is added in place to
-  // the product (broadcast over the G query heads of a KV head), which autograd
-  // does not keep: no extra [.., L, S] tensor and no backward pass over one.
+  // on q (L x hd) rather than the scores (L x S), and the hidden slots are set to
+  // -inf in place in the product (the bool mask broadcast over the G query heads of
+  // a KV head; autograd keeps only that mask): no extra float [.., L, S] tensor.
   q = (q * (1.0 / std::sqrt(double(head_dim_))))
           .contiguous()
           .view({B, n_kv_head_, G, L, head_dim_});
   const int64_t S = k.size(2), past = S - L;
   // Long chunks go in blocks of queries, each against the keys up to its last
-  // query's slot only: query l never attends past slot past + l (the bias is -inf
+  // query's slot only: query l never attends past slot past + l (it is hidden
   // there), so the scores above the diagonal need not be computed at all. That
   // halves the work and the memory of the [L, S] scores of a long training row.
-  const int64_t block = L >= 2 * kAttentionBlock ? kAttentionBlock : L;
+  // Wide batches go in blocks too, of at most kMaxScoreBlockBytes of scores.
+  const int64_t row_bytes = B * n_head_ * S * static_cast<int64_t>(sizeof(float));
+  const int64_t block =
+      std::clamp<int64_t>(kMaxScoreBlockBytes / row_bytes, 1,
+                          L >= 2 * kAttentionBlock ? kAttentionBlock : L);
   std::vector<torch::Tensor> ys;
   for (int64_t q0 = 0; q0 < L; q0 += block) {
     const int64_t lb = std::min(block, L - q0), s1 = block == L ? S : past + q0 + lb;
@@ -121,9 +123,10 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x,
     torch::Tensor kb = s1 == S ? k : k.narrow(2, 0, s1);
     torch::Tensor vb = s1 == S ? v : v.narrow(2, 0, s1);
     torch::Tensor att = torch::matmul(qb, kb.transpose(-2, -1));  // [B, KV, G*lb, s1]
-    torch::Tensor bias = ctx.bias;                                // [B, 1, 1, L, S]
-    if (block != L) bias = bias.narrow(3, q0, lb).narrow(4, 0, s1);
-    att.view({B, n_kv_head_, G, lb, s1}).add_(bias);
+    torch::Tensor hidden = ctx.hidden;                            // [B, 1, 1, L, S]
+    if (block != L) hidden = hidden.narrow(3, q0, lb).narrow(4, 0, s1);
+    att.view({B, n_kv_head_, G, lb, s1})
+        .masked_fill_(hidden, -std::numeric_limits<float>::infinity());
     att = torch::softmax(att, -1, torch::kFloat32).to(q.scalar_type());
     ys.push_back(torch::matmul(att, vb).view({B, n_kv_head_, G, lb, head_dim_}));
   }

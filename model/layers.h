@@ -22,21 +22,28 @@ namespace nbrl::model {
 // What every attention layer of one forward shares.
 struct AttentionContext {
   torch::Tensor cos, sin;    // [B, 1, L, hd] rotary tables at each token's position
-  torch::Tensor bias;        // [B, 1, 1, L, S]: 0 where a query may attend to a key
-                             // slot, -inf elsewhere (MaskBias), in the model's dtype;
-                             // -inf at every slot after the query's own (past + l):
-                             // attention is causal, whatever else it masks
+  torch::Tensor hidden;      // [B, 1, 1, L, S] bool: true where a query may not
+                             // attend to a key slot (HiddenSlots), shared by every
+                             // query head; true at every slot after the query's own
+                             // (past + l): attention is causal, whatever else it
+                             // masks. A bool mask, not an additive float bias: a
+                             // quarter of the memory, and filled block by block
   KvCache* cache = nullptr;  // null: attend within the chunk only (S = L)
 };
 
-// mask [B, 1, 1, L, S] bool (true: may attend) -> the additive attention bias
-// [B, 1, 1, L, S], shared by every query head.
-torch::Tensor MaskBias(const torch::Tensor& mask, torch::Dtype dtype);
+// mask [B, 1, 1, L, S] bool (true: may attend) -> AttentionContext::hidden.
+torch::Tensor HiddenSlots(const torch::Tensor& mask);
 
 // Queries per block of the attention of a chunk of at least twice this many tokens
 // (a training row, a long prefill): each block is scored against the key slots up
 // to its own last query only.
 inline constexpr int64_t kAttentionBlock = 256;
+// At most this many bytes of scores per block of queries: a batched prefill (8
+// rows of 300 new tokens against 3,000 slots would be 112 MiB of scores per layer)
+// goes in smaller blocks, whose buffers stay under glibc's largest mmap threshold
+// (32 MiB, common/process.h) and are reused from the heap instead of being mapped
+// and page-faulted in afresh for every layer.
+inline constexpr int64_t kMaxScoreBlockBytes = 16 << 20;
 
 // y = x / sqrt(mean(x^2) + eps) * weight, computed in fp32 as Hugging Face does.
 class RMSNormImpl : public torch::nn::Module {

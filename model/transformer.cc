@@ -93,7 +93,7 @@ torch::Tensor Transformer::Forward(const torch::Tensor& tokens,
     torch::Tensor mask =
         (key_valid.unsqueeze(1) & (k_slot <= q_slot)) | (k_slot == q_slot);
     AttentionContext ctx;
-    ctx.bias = MaskBias(mask.view({B, 1, 1, L, S}), dtype_);
+    ctx.hidden = HiddenSlots(mask.view({B, 1, 1, L, S}));
     std::tie(ctx.cos, ctx.sin) = rotary_.Tables(positions, dtype_);
     ctx.cache = cache;
 
@@ -113,7 +113,7 @@ torch::Tensor Transformer::ForwardPacked(const torch::Tensor& tokens,
                                          const torch::Tensor& attend) {
   const int64_t B = tokens.size(0), L = tokens.size(1);
   AttentionContext ctx;
-  ctx.bias = MaskBias(attend.to(device_, torch::kBool).view({B, 1, 1, L, L}), dtype_);
+  ctx.hidden = HiddenSlots(attend.to(device_, torch::kBool).view({B, 1, 1, L, L}));
   std::tie(ctx.cos, ctx.sin) =
       rotary_.Tables(positions.to(device_, torch::kInt64), dtype_);
   torch::Tensor x = model_->embed_tokens(tokens.to(device_));  // [B, L, D]

@@ -204,6 +204,45 @@ TEST(TransformerTest, BlockedAttentionMatchesShortChunks) {
   EXPECT_LT(MaxAbsDiff(got[0], want.narrow(0, prefix, n)), 1e-4);
 }
 
+// A batched prefill wide enough for its scores to exceed kMaxScoreBlockBytes goes
+// in blocks of queries (each row after its own cached, padded prefix) and gives
+// every row the logits it has alone.
+TEST(TransformerTest, WidePrefillInScoreBlocksMatchesRowsAlone) {
+  const ModelConfig config = testing::SmallQwen2Config();
+  auto model = testing::RandomModel(config, /*seed=*/9);
+  const int64_t B = 16, prefix = 700, L = 200;
+  ASSERT_GT(B * config.num_attention_heads * L * (prefix + L) * 4, kMaxScoreBlockBytes);
+  std::vector<std::vector<int64_t>> rows(B);
+  std::vector<int64_t> prefix_len(B), chunk_len(B);
+  for (int64_t b = 0; b < B; ++b) {
+    prefix_len[b] = prefix - 10 * b;
+    chunk_len[b] = L - 7 * b;
+    for (int64_t i = 0; i < prefix_len[b] + chunk_len[b]; ++i)
+      rows[b].push_back((i * 31 + b * 17 + 5) % config.vocab_size);
+  }
+  torch::NoGradGuard no_grad;
+  KvCache cache = model->NewCache(B);
+  torch::Tensor logits;
+  for (int step = 0; step < 2; ++step) {
+    const int64_t width = step == 0 ? prefix : L;
+    torch::Tensor tokens = torch::zeros({B, width}, torch::kInt64);
+    torch::Tensor valid = torch::zeros({B, width}, torch::kBool);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t start = step == 0 ? 0 : prefix_len[b];
+      const int64_t n = step == 0 ? prefix_len[b] : chunk_len[b];
+      tokens[b].narrow(0, 0, n).copy_(torch::tensor(
+          std::vector<int64_t>(rows[b].begin() + start, rows[b].begin() + start + n)));
+      valid[b].narrow(0, 0, n).fill_(true);
+    }
+    logits = model->Logits(model->Forward(tokens, valid, &cache));  // [B, width, V]
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    torch::Tensor want =
+        SingleLogits(*model, rows[b]).narrow(0, prefix_len[b], chunk_len[b]);
+    EXPECT_LT(MaxAbsDiff(logits[b].narrow(0, 0, chunk_len[b]), want), 1e-4) << b;
+  }
+}
+
 // The blocked attention's output and gradients (to the input and every weight)
 // equal those of plain full-matrix causal attention written out here.
 TEST(TransformerTest, BlockedAttentionGradientsMatchFullAttention) {
@@ -226,7 +265,7 @@ TEST(TransformerTest, BlockedAttentionGradientsMatchFullAttention) {
       torch::ones({L, L}, torch::kBool).tril().unsqueeze(0).repeat({B, 1, 1});
   mask[1].narrow(1, 0, 40).narrow(0, 40, L - 40).fill_(false);
   AttentionContext ctx;
-  ctx.bias = MaskBias(mask.view({B, 1, 1, L, L}), torch::kFloat32);
+  ctx.hidden = HiddenSlots(mask.view({B, 1, 1, L, L}));
   std::tie(ctx.cos, ctx.sin) = rotary.Tables(positions, torch::kFloat32);
   torch::Tensor got = attn->forward(x, ctx, 0);
   torch::Tensor w = torch::randn_like(got);
