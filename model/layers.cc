@@ -101,7 +101,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x,
   // so that K and V are used as they are (no copy per query head). The scale goes
   // on q (L x hd) rather than the scores (L x S), and the hidden slots are set to
   // -inf in place in the product (the bool mask broadcast over the G query heads of
-  // a KV head; autograd keeps only that mask): no extra float [.., L, S] tensor.
+  // a KV head), block by block: no float [B, 1, 1, L, S] tensor for the whole chunk.
   q = (q * (1.0 / std::sqrt(double(head_dim_))))
           .contiguous()
           .view({B, n_kv_head_, G, L, head_dim_});
@@ -125,8 +125,17 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x,
     torch::Tensor att = torch::matmul(qb, kb.transpose(-2, -1));  // [B, KV, G*lb, s1]
     torch::Tensor hidden = ctx.hidden;                            // [B, 1, 1, L, S]
     if (block != L) hidden = hidden.narrow(3, q0, lb).narrow(4, 0, s1);
-    att.view({B, n_kv_head_, G, lb, s1})
-        .masked_fill_(hidden, -std::numeric_limits<float>::infinity());
+    constexpr float kMinusInf = -std::numeric_limits<float>::infinity();
+    if (att.requires_grad()) {
+      // Training: add the block's 0/-inf bias, whose backward passes the gradient
+      // through as it is (masked_fill_'s would mask it: one more pass over the
+      // scores' gradient for every block).
+      att.view({B, n_kv_head_, G, lb, s1})
+          .add_(torch::zeros(hidden.sizes(), att.options())
+                    .masked_fill_(hidden, kMinusInf));
+    } else {
+      att.view({B, n_kv_head_, G, lb, s1}).masked_fill_(hidden, kMinusInf);
+    }
     att = torch::softmax(att, -1, torch::kFloat32).to(q.scalar_type());
     ys.push_back(torch::matmul(att, vb).view({B, n_kv_head_, G, lb, head_dim_}));
   }
