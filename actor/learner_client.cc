@@ -76,6 +76,10 @@ absl::Status LearnerClient::RegisterOnce() {
                       absl::Nanoseconds(resp.heartbeat_interval().nanos());
   if (hb > absl::ZeroDuration()) heartbeat_interval_ = hb;
   learner_version_ = std::max(learner_version_.load(), resp.current_policy_version());
+  if (resp.shutdown_requested() && !shutdown_requested_) {
+    LOG(INFO) << "the learner at " << options_.address << " says the run has ended";
+    shutdown_requested_ = true;  // under mu_: wakes a Send waiting for room
+  }
   return absl::OkStatus();
 }
 

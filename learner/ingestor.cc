@@ -374,4 +374,11 @@ std::optional<uint64_t> Ingestor::DataCursor(const std::string& actor_id) const 
   return it->second;
 }
 
+std::vector<std::string> Ingestor::ActorsWithCursors() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> ids;
+  for (const auto& [id, cursor] : cursors_) ids.push_back(id);
+  return ids;
+}
+
 }  // namespace nbrl::learner

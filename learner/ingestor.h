@@ -150,6 +150,8 @@ class Ingestor {
                                  std::vector<v1::TrajectoryGroup> replay);
   // Where `actor_id`'s data continues: the cursor of its newest accepted group.
   std::optional<uint64_t> DataCursor(const std::string& actor_id) const;
+  // The actors that have a data cursor: those whose groups this run accepted.
+  std::vector<std::string> ActorsWithCursors() const;
 
  private:
   struct Metrics;

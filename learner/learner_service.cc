@@ -198,9 +198,28 @@ void LearnerServiceImpl::MarkHeartbeat(const std::string& actor_id) {
 bool LearnerServiceImpl::Known(const std::string& actor_id) {
   absl::MutexLock lock(&mu_);
   auto it = actors_.find(actor_id);
-  if (it == actors_.end()) return false;
+  if (it == actors_.end()) {
+    HeardUnregistered(actor_id);
+    return false;
+  }
   it->second.last_seen = absl::Now();
   return true;
+}
+
+void LearnerServiceImpl::HeardUnregistered(const std::string& actor_id) {
+  // Ids are checked and callers authenticated; the bound only keeps a flood of
+  // made-up ids from growing the map.
+  constexpr size_t kMaxUnregistered = 4096;
+  if (unregistered_.size() < kMaxUnregistered || unregistered_.count(actor_id) > 0) {
+    unregistered_[actor_id] = absl::Now();
+  }
+}
+
+void LearnerServiceImpl::ExpectActors(const std::vector<std::string>& actor_ids) {
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : actor_ids) {
+    if (actors_.count(id) == 0) HeardUnregistered(id);
+  }
 }
 
 grpc::Status LearnerServiceImpl::RegisterActor(grpc::ServerContext* context,
@@ -238,6 +257,12 @@ grpc::Status LearnerServiceImpl::RegisterActor(grpc::ServerContext* context,
     a.pid = request->pid();
     a.policy_version = request->policy_version();
     a.last_seen = absl::Now();
+    unregistered_.erase(request->actor_id());
+    // An actor that comes back after the run ended hears it here.
+    if (shutdown_requested_) {
+      a.told_shutdown = true;
+      response->set_shutdown_requested(true);
+    }
     LOG(INFO) << (again ? "actor re-registered: " : "actor registered: ")
               << request->actor_id() << " (" << request->hostname() << ", pid "
               << request->pid() << ", policy version " << request->policy_version()
@@ -269,6 +294,7 @@ grpc::Status LearnerServiceImpl::Heartbeat(grpc::ServerContext* context,
     absl::MutexLock lock(&mu_);
     auto it = actors_.find(request->actor_id());
     if (it == actors_.end()) {
+      HeardUnregistered(request->actor_id());
       return grpc::Status(
           grpc::StatusCode::FAILED_PRECONDITION,
           absl::StrCat("actor '", request->actor_id(),
@@ -291,6 +317,9 @@ int LearnerServiceImpl::WaitUntilActorsTold(absl::Time deadline) {
     const absl::Time recent = absl::Now() - 3 * options_.heartbeat_interval;
     for (const auto& [id, a] : actors_) {
       if (!a.told_shutdown && a.last_seen >= recent) ++n;
+    }
+    for (const auto& [id, heard] : unregistered_) {
+      if (heard >= recent) ++n;
     }
     return n;
   };

@@ -98,9 +98,15 @@ class LearnerServiceImpl final
   int ActorsAlive() const;
   // Tells actors (in heartbeat replies) that the run is ending.
   void RequestShutdown() { shutdown_requested_ = true; }
+  // Actors of this run that may still be reconnecting from a learner this one
+  // replaces (those a resumed checkpoint has data cursors for): until they
+  // register, they count as heard from at this call (see WaitUntilActorsTold).
+  void ExpectActors(const std::vector<std::string>& actor_ids);
   // After RequestShutdown: waits until every actor heard from lately (within three
-  // heartbeat intervals) has been told in a heartbeat reply, or `deadline`. Returns
-  // how many were not told.
+  // heartbeat intervals) has been told, in a heartbeat or registration reply, or
+  // `deadline`. An actor heard from without being registered (it called before
+  // re-registering with a restarted learner) counts too. Returns how many were
+  // not told.
   int WaitUntilActorsTold(absl::Time deadline);
 
  private:
@@ -112,7 +118,10 @@ class LearnerServiceImpl final
     bool told_shutdown = false;
     absl::Time last_seen;
   };
+  // Whether `actor_id` is registered; notes the call either way.
   bool Known(const std::string& actor_id);
+  void HeardUnregistered(const std::string& actor_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records that `actor_id` was heard from (registration or heartbeat) now.
   void MarkHeartbeat(const std::string& actor_id);
 
@@ -128,6 +137,8 @@ class LearnerServiceImpl final
 
   mutable absl::Mutex mu_;
   std::map<std::string, ActorInfo> actors_ ABSL_GUARDED_BY(mu_);
+  // Actors that called without being registered, and when they last did.
+  std::map<std::string, absl::Time> unregistered_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nbrl::learner

@@ -161,6 +161,55 @@ TEST_F(LearnerServiceTest, UnregisteredActorsAreRefused) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// The end of a run reaches actors that were reconnecting when it came: one that
+// called unregistered (or that a resumed checkpoint knows) holds the end back until
+// it registers, and its registration reply says the run has ended.
+TEST_F(LearnerServiceTest, TheEndOfTheRunReachesActorsThatRegisterLate) {
+  Start();
+  Register("told");
+  service_->ExpectActors({"expected", "told"});
+  {
+    grpc::ClientContext ctx;
+    v1::HeartbeatRequest hb;
+    hb.set_actor_id("late");
+    v1::HeartbeatResponse resp;
+    EXPECT_EQ(stub_->Heartbeat(&ctx, hb, &resp).error_code(),
+              grpc::StatusCode::FAILED_PRECONDITION);
+  }
+  service_->RequestShutdown();
+  // "told" is registered but has not heard it yet; "late" and "expected" are not
+  // registered.
+  EXPECT_EQ(service_->WaitUntilActorsTold(absl::Now()), 3);
+  {
+    grpc::ClientContext ctx;
+    v1::HeartbeatRequest hb;
+    hb.set_actor_id("told");
+    v1::HeartbeatResponse resp;
+    ASSERT_TRUE(stub_->Heartbeat(&ctx, hb, &resp).ok());
+    EXPECT_TRUE(resp.shutdown_requested());
+  }
+  for (const std::string id : {"late", "expected"}) {
+    grpc::ClientContext ctx;
+    v1::RegisterActorRequest req;
+    req.set_actor_id(id);
+    v1::RegisterActorResponse resp;
+    ASSERT_TRUE(stub_->RegisterActor(&ctx, req, &resp).ok());
+    EXPECT_TRUE(resp.shutdown_requested()) << id;
+  }
+  EXPECT_EQ(service_->WaitUntilActorsTold(absl::Now()), 0);
+}
+
+TEST_F(LearnerServiceTest, RegistrationBeforeTheEndDoesNotEndTheRun) {
+  Start();
+  grpc::ClientContext ctx;
+  v1::RegisterActorRequest req;
+  req.set_actor_id("actor-0");
+  v1::RegisterActorResponse resp;
+  ASSERT_TRUE(stub_->RegisterActor(&ctx, req, &resp).ok());
+  EXPECT_FALSE(resp.shutdown_requested());
+  EXPECT_EQ(service_->WaitUntilActorsTold(absl::Now()), 1);
+}
+
 TEST_F(LearnerServiceTest, GroupsAreAcceptedOnceAndBadOnesExplained) {
   Start();
   Register();

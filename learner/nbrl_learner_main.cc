@@ -371,6 +371,9 @@ absl::Status Run(common::ProcessContext& ctx) {
   so.rank = static_cast<uint32_t>(rank);
   so.world_size = static_cast<uint32_t>(world_size);
   LearnerServiceImpl service(so, &ingestor, &publisher, ctx.registry.get());
+  // After a restart the actors are reconnecting: if the run ends before one of
+  // them registers again, the end waits for it (WaitUntilActorsTold).
+  service.ExpectActors(ingestor.ActorsWithCursors());
 
   // Versions only grow, also across resumes: actors that outlived the learner hold
   // versions it published after its checkpoint.
