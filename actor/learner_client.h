@@ -103,7 +103,7 @@ class LearnerClient {
   void set_policy_version(uint64_t v) { policy_version_ = v; }
   // The newest version the learner announced (heartbeats, acks).
   uint64_t learner_version() const { return learner_version_; }
-  // The learner asked the run to end (in a heartbeat reply).
+  // The learner asked the run to end (in a heartbeat or registration reply).
   bool shutdown_requested() const { return shutdown_requested_; }
   const std::string& run_id() const { return run_id_; }
   // Where the learner says this actor slot's data continues (from the first

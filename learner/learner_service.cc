@@ -208,11 +208,18 @@ bool LearnerServiceImpl::Known(const std::string& actor_id) {
 
 void LearnerServiceImpl::HeardUnregistered(const std::string& actor_id) {
   // Ids are checked and callers authenticated; the bound only keeps a flood of
-  // made-up ids from growing the map.
+  // made-up ids from growing the map. Entries past the window WaitUntilActorsTold
+  // looks at make room first.
   constexpr size_t kMaxUnregistered = 4096;
-  if (unregistered_.size() < kMaxUnregistered || unregistered_.count(actor_id) > 0) {
-    unregistered_[actor_id] = absl::Now();
+  const absl::Time now = absl::Now();
+  if (unregistered_.size() >= kMaxUnregistered && unregistered_.count(actor_id) == 0) {
+    const absl::Time recent = now - 3 * options_.heartbeat_interval;
+    for (auto it = unregistered_.begin(); it != unregistered_.end();) {
+      it = it->second < recent ? unregistered_.erase(it) : std::next(it);
+    }
+    if (unregistered_.size() >= kMaxUnregistered) return;
   }
+  unregistered_[actor_id] = now;
 }
 
 void LearnerServiceImpl::ExpectActors(const std::vector<std::string>& actor_ids) {
@@ -290,6 +297,7 @@ grpc::Status LearnerServiceImpl::Heartbeat(grpc::ServerContext* context,
     return s;
   }
   if (grpc::Status s = CheckActorId(request->actor_id()); !s.ok()) return s;
+  bool shutdown = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = actors_.find(request->actor_id());
@@ -302,11 +310,13 @@ grpc::Status LearnerServiceImpl::Heartbeat(grpc::ServerContext* context,
     }
     it->second.last_seen = absl::Now();
     it->second.policy_version = request->policy_version();
-    if (shutdown_requested_) it->second.told_shutdown = true;
+    // One read: the actor is marked told exactly when its reply says so.
+    shutdown = shutdown_requested_.load();
+    it->second.told_shutdown = it->second.told_shutdown || shutdown;
   }
   MarkHeartbeat(request->actor_id());
   response->set_current_policy_version(publisher_->current_version());
-  response->set_shutdown_requested(shutdown_requested_.load());
+  response->set_shutdown_requested(shutdown);
   return grpc::Status::OK;
 }
 

@@ -96,7 +96,7 @@ class LearnerServiceImpl final
   void SetProgress(uint64_t step, double mean_reward);
   // Actors whose last heartbeat (or registration) is within the timeout.
   int ActorsAlive() const;
-  // Tells actors (in heartbeat replies) that the run is ending.
+  // Tells actors (in heartbeat and registration replies) that the run is ending.
   void RequestShutdown() { shutdown_requested_ = true; }
   // Actors of this run that may still be reconnecting from a learner this one
   // replaces (those a resumed checkpoint has data cursors for): until they

@@ -371,9 +371,6 @@ absl::Status Run(common::ProcessContext& ctx) {
   so.rank = static_cast<uint32_t>(rank);
   so.world_size = static_cast<uint32_t>(world_size);
   LearnerServiceImpl service(so, &ingestor, &publisher, ctx.registry.get());
-  // After a restart the actors are reconnecting: if the run ends before one of
-  // them registers again, the end waits for it (WaitUntilActorsTold).
-  service.ExpectActors(ingestor.ActorsWithCursors());
 
   // Versions only grow, also across resumes: actors that outlived the learner hold
   // versions it published after its checkpoint.
@@ -434,6 +431,10 @@ absl::Status Run(common::ProcessContext& ctx) {
   }
   const std::string host = c.GetString("learner.address")
                                .substr(0, c.GetString("learner.address").rfind(':'));
+  // After a restart the actors are reconnecting: if the run ends before one of
+  // them registers again, the end waits for it (WaitUntilActorsTold). From now,
+  // when this learner can be reached.
+  service.ExpectActors(ingestor.ActorsWithCursors());
   ctx.shutdown->OnShutdown([&] { ingestor.Close(); });
   std::cout << "ready address=" << host << ":" << port << std::endl;
   LOG(INFO) << "learner: rank " << rank << " serving on " << host << ":" << port << " ("
@@ -577,8 +578,9 @@ absl::Status Run(common::ProcessContext& ctx) {
       if (failed.ok()) failed = st;
     }
   }
-  // A finished run tells its actors to stop (in heartbeat replies); a learner that
-  // was stopped or failed leaves them waiting to reconnect to its successor.
+  // A finished run tells its actors to stop (in heartbeat and registration replies); a
+  // learner that was stopped or failed leaves them waiting to reconnect to its
+  // successor.
   if (failed.ok() && max_steps > 0 && trainer->step() >= max_steps) {
     service.RequestShutdown();
     int untold = service.WaitUntilActorsTold(absl::Now() + absl::Seconds(15));

@@ -134,7 +134,9 @@ class LaunchTest : public ::testing::Test {
 TEST_F(LaunchTest, RestartsACrashedActor) {
   auto launch = Launch("0");  // until stopped
   ASSERT_NE(launch, nullptr);
-  ASSERT_TRUE(testutil::WaitForSteps(run_dir_, 1, absl::Seconds(180)));
+  // Groups of actor-1's first incarnation are trained before it dies.
+  ASSERT_TRUE(WaitForTrained(run_dir_, {"actor-0", "actor-1"}, absl::Seconds(180)))
+      << LogTails(run_dir_);
   const pid_t victim = Pid(run_dir_, "actor-1");
   ASSERT_TRUE(Alive(victim));
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
