@@ -91,14 +91,23 @@ class LearnerServiceTest : public ::testing::Test {
     if (server_)
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   }
-  void Register(const std::string& id = "actor-0") {
+  // Registers `id`; returns the reply.
+  v1::RegisterActorResponse Register(const std::string& id = "actor-0") {
     grpc::ClientContext ctx;
     v1::RegisterActorRequest req;
     req.set_actor_id(id);
     req.set_hostname("localhost");
     v1::RegisterActorResponse resp;
-    ASSERT_TRUE(stub_->RegisterActor(&ctx, req, &resp).ok());
+    grpc::Status st = stub_->RegisterActor(&ctx, req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
     EXPECT_EQ(resp.run_id(), "test-run");
+    return resp;
+  }
+  grpc::Status Heartbeat(const std::string& id, v1::HeartbeatResponse* resp) {
+    grpc::ClientContext ctx;
+    v1::HeartbeatRequest hb;
+    hb.set_actor_id(id);
+    return stub_->Heartbeat(&ctx, hb, resp);
   }
   // Sends groups on one stream and returns their acks.
   // Starts the service with room for 1,000 groups, registers the actor, and gives
@@ -168,45 +177,24 @@ TEST_F(LearnerServiceTest, TheEndOfTheRunReachesActorsThatRegisterLate) {
   Start();
   Register("told");
   service_->ExpectActors({"expected", "told"});
-  {
-    grpc::ClientContext ctx;
-    v1::HeartbeatRequest hb;
-    hb.set_actor_id("late");
-    v1::HeartbeatResponse resp;
-    EXPECT_EQ(stub_->Heartbeat(&ctx, hb, &resp).error_code(),
-              grpc::StatusCode::FAILED_PRECONDITION);
-  }
+  v1::HeartbeatResponse resp;
+  EXPECT_EQ(Heartbeat("late", &resp).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
   service_->RequestShutdown();
   // "told" is registered but has not heard it yet; "late" and "expected" are not
   // registered.
   EXPECT_EQ(service_->WaitUntilActorsTold(absl::Now()), 3);
-  {
-    grpc::ClientContext ctx;
-    v1::HeartbeatRequest hb;
-    hb.set_actor_id("told");
-    v1::HeartbeatResponse resp;
-    ASSERT_TRUE(stub_->Heartbeat(&ctx, hb, &resp).ok());
-    EXPECT_TRUE(resp.shutdown_requested());
-  }
+  ASSERT_TRUE(Heartbeat("told", &resp).ok());
+  EXPECT_TRUE(resp.shutdown_requested());
   for (const std::string id : {"late", "expected"}) {
-    grpc::ClientContext ctx;
-    v1::RegisterActorRequest req;
-    req.set_actor_id(id);
-    v1::RegisterActorResponse resp;
-    ASSERT_TRUE(stub_->RegisterActor(&ctx, req, &resp).ok());
-    EXPECT_TRUE(resp.shutdown_requested()) << id;
+    EXPECT_TRUE(Register(id).shutdown_requested()) << id;
   }
   EXPECT_EQ(service_->WaitUntilActorsTold(absl::Now()), 0);
 }
 
 TEST_F(LearnerServiceTest, RegistrationBeforeTheEndDoesNotEndTheRun) {
   Start();
-  grpc::ClientContext ctx;
-  v1::RegisterActorRequest req;
-  req.set_actor_id("actor-0");
-  v1::RegisterActorResponse resp;
-  ASSERT_TRUE(stub_->RegisterActor(&ctx, req, &resp).ok());
-  EXPECT_FALSE(resp.shutdown_requested());
+  EXPECT_FALSE(Register("actor-0").shutdown_requested());
   EXPECT_EQ(service_->WaitUntilActorsTold(absl::Now()), 1);
 }
 
