@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -44,16 +46,21 @@ pid_t Pid(const std::string& run_dir, const std::string& name) {
 
 bool Alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
 
+// Ids of the groups the learner trained on ("actor-3-<incarnation>-g2").
+std::vector<std::string> TrainedGroups(const std::string& run_dir) {
+  std::vector<std::string> ids;
+  for (const auto& r : testutil::StepRecords(run_dir)) {
+    if (!r.contains("groups")) continue;
+    for (const auto& g : r["groups"]) ids.push_back(g.get<std::string>());
+  }
+  return ids;
+}
+
 // Actors whose groups the learner trained on ("actor-3" from "actor-3-<inc>-g2").
 std::set<std::string> TrainedActors(const std::string& run_dir) {
   std::set<std::string> actors;
-  for (const auto& r : testutil::StepRecords(run_dir)) {
-    if (!r.contains("groups")) continue;
-    for (const auto& g : r["groups"]) {
-      const std::string id = g.get<std::string>();
-      const size_t dash = id.find('-', id.find('-') + 1);
-      actors.insert(id.substr(0, dash));
-    }
+  for (const std::string& id : TrainedGroups(run_dir)) {
+    actors.insert(id.substr(0, id.find('-', id.find('-') + 1)));
   }
   return actors;
 }
@@ -172,12 +179,8 @@ TEST_F(LaunchTest, RestartsACrashedActor) {
   // The restarted actor's groups are trained too ("actor-1-<incarnation>-g<n>").
   auto incarnations = [&] {
     std::set<std::string> seen;
-    for (const auto& r : testutil::StepRecords(run_dir_)) {
-      if (!r.contains("groups")) continue;
-      for (const auto& g : r["groups"]) {
-        const std::string id = g.get<std::string>();
-        if (id.rfind("actor-1-", 0) == 0) seen.insert(id.substr(0, id.rfind("-g")));
-      }
+    for (const std::string& id : TrainedGroups(run_dir_)) {
+      if (id.rfind("actor-1-", 0) == 0) seen.insert(id.substr(0, id.rfind("-g")));
     }
     return seen.size();
   };
