@@ -24,6 +24,7 @@
 #include "common/process.h"
 #include "common/status_macros.h"
 #include "model/checkpoint.h"
+#include "model/fused_adamw.h"
 #include "model/scorer.h"
 #include "model/sequence_batch.h"
 
@@ -98,7 +99,7 @@ Probe GenerateProbe(Transformer* model, int64_t batch, const BenchOptions& o) {
 
 // One training step: forward (teacher-forced log-probs), loss, backward, AdamW,
 // zero. The .item() at the end is the host sync.
-absl::Status TrainStep(Transformer* model, torch::optim::AdamW* opt,
+absl::Status TrainStep(Transformer* model, model::FusedAdamW* opt,
                        const torch::Tensor& tokens, const torch::Tensor& mask) {
   ASSIGN_OR_RETURN(torch::Tensor logp, model::ScoreTokens(*model, tokens, mask));
   torch::Tensor loss = -logp.sum() / (tokens.numel() - tokens.size(0));
@@ -109,7 +110,7 @@ absl::Status TrainStep(Transformer* model, torch::optim::AdamW* opt,
   return absl::OkStatus();
 }
 
-Probe TrainProbe(Transformer* model, torch::optim::AdamW* opt, const BenchOptions& o) {
+Probe TrainProbe(Transformer* model, model::FusedAdamW* opt, const BenchOptions& o) {
   return [=]() -> absl::StatusOr<double> {
     auto prompts =
         RandomPrompts(o.train_batch, o.train_seq, model->config().vocab_size, 2);
@@ -208,7 +209,7 @@ absl::Status Run(const BenchOptions& o) {
     RETURN_IF_ERROR(Report(r, o));
   }
   if (o.only == "generate") return absl::OkStatus();
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
+  model::FusedAdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
   s.name = absl::StrCat("model_", o.preset, "_train_step_b", o.train_batch, "x",
                         o.train_seq);
   ASSIGN_OR_RETURN(

@@ -195,7 +195,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(model::Transformer* pol
   ao.betas({options.beta1, options.beta2})
       .eps(options.adam_eps)
       .weight_decay(options.weight_decay);
-  t->optimizer_ = std::make_unique<torch::optim::AdamW>(t->params_, ao);
+  t->optimizer_ = std::make_unique<model::FusedAdamW>(t->params_, ao);
   return t;
 }
 

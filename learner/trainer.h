@@ -23,6 +23,7 @@
 #include "learner/advantages.h"
 #include "learner/data_parallel.h"
 #include "learner/policy_loss.h"
+#include "model/fused_adamw.h"
 #include "model/transformer.h"
 #include "nbrl/v1/learner.pb.h"
 
@@ -34,7 +35,7 @@ struct TrainerOptions {
   std::string mode = "rl";
   AdvantageOptions advantages;
   PolicyLossOptions loss;
-  // AdamW.
+  // AdamW (model::FusedAdamW: torch::optim::AdamW's update in one pass).
   double lr = 1e-6;
   double weight_decay = 0.0;
   double beta1 = 0.9;
@@ -93,7 +94,7 @@ class Trainer {
   model::Transformer* reference_ = nullptr;
   DataParallel* dp_ = nullptr;
   TrainerOptions options_;
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<model::FusedAdamW> optimizer_;
   std::vector<torch::Tensor> params_;
   int64_t step_ = 0;
 };

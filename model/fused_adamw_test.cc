@@ -1,0 +1,173 @@
+#include "model/fused_adamw.h"
+
+#include <sstream>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace nbrl::model {
+namespace {
+
+using torch::optim::AdamW;
+using torch::optim::AdamWOptions;
+
+// Two copies of the same parameters, one for each optimizer.
+struct Twins {
+  std::vector<torch::Tensor> ours, theirs;
+};
+
+Twins MakeTwins(const std::vector<torch::Tensor>& init) {
+  Twins t;
+  for (const auto& x : init) {
+    t.ours.push_back(x.clone().set_requires_grad(true));
+    t.theirs.push_back(x.clone().set_requires_grad(true));
+  }
+  return t;
+}
+
+// The same random gradient on both copies of every parameter; the parameter at
+// `skip` (if any) gets none this step.
+void SetGradients(Twins* t, int64_t seed, int64_t skip = -1) {
+  torch::manual_seed(seed);
+  for (size_t i = 0; i < t->ours.size(); ++i) {
+    if (static_cast<int64_t>(i) == skip) {
+      t->ours[i].mutable_grad() = torch::Tensor();
+      t->theirs[i].mutable_grad() = torch::Tensor();
+      continue;
+    }
+    torch::Tensor g = torch::randn(t->ours[i].sizes()).to(t->ours[i].scalar_type());
+    t->ours[i].mutable_grad() = g.clone();
+    t->theirs[i].mutable_grad() = g.clone();
+  }
+}
+
+void ExpectClose(const Twins& t, double rtol, double atol, int step) {
+  for (size_t i = 0; i < t.ours.size(); ++i) {
+    const torch::Tensor a = t.ours[i].detach().to(torch::kFloat64);
+    const torch::Tensor b = t.theirs[i].detach().to(torch::kFloat64);
+    EXPECT_TRUE(torch::allclose(a, b, rtol, atol))
+        << "parameter " << i << " after step " << step << ": max difference "
+        << (a - b).abs().max().item<double>();
+  }
+}
+
+AdamWOptions Options() {
+  AdamWOptions o(3e-2);
+  o.betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1);
+  return o;
+}
+
+TEST(FusedAdamWTest, MatchesLibtorchAdamWStepByStep) {
+  torch::manual_seed(1);
+  // A large parameter (split across parallel ranges), a matrix, a vector, and a
+  // scalar-sized one.
+  Twins t = MakeTwins({torch::randn({300, 257}), torch::randn({16, 8}),
+                       torch::randn({33}), torch::randn({1})});
+  FusedAdamW ours(t.ours, Options());
+  AdamW theirs(t.theirs, Options());
+  for (int step = 1; step <= 20; ++step) {
+    // Parameter 2 misses a gradient on step 5: its state must not advance.
+    SetGradients(&t, step, step == 5 ? 2 : -1);
+    // A schedule changes the learning rate between steps.
+    for (auto* opt : std::vector<torch::optim::Optimizer*>{&ours, &theirs}) {
+      static_cast<AdamWOptions&>(opt->param_groups()[0].options()).lr(3e-2 / step);
+    }
+    ours.step();
+    theirs.step();
+    ExpectClose(t, 1e-5, 1e-6, step);
+  }
+  // The state the two keep is the same too.
+  for (size_t i = 0; i < t.ours.size(); ++i) {
+    auto key = [](const torch::Tensor& p) {
+      return c10::guts::to_string(p.unsafeGetTensorImpl());
+    };
+    const auto& a = static_cast<const torch::optim::AdamWParamState&>(
+        *ours.state().at(key(t.ours[i])));
+    const auto& b = static_cast<const torch::optim::AdamWParamState&>(
+        *theirs.state().at(key(t.theirs[i])));
+    EXPECT_EQ(a.step(), b.step()) << i;
+    EXPECT_TRUE(torch::allclose(a.exp_avg(), b.exp_avg(), 1e-5, 1e-7)) << i;
+    EXPECT_TRUE(torch::allclose(a.exp_avg_sq(), b.exp_avg_sq(), 1e-5, 1e-9)) << i;
+  }
+  EXPECT_EQ(static_cast<const torch::optim::AdamWParamState&>(
+                *ours.state().at(c10::guts::to_string(t.ours[2].unsafeGetTensorImpl())))
+                .step(),
+            19);
+}
+
+TEST(FusedAdamWTest, TakesLibtorchsPathForOtherParameters) {
+  torch::manual_seed(2);
+  // bf16 and a non-contiguous view: libtorch's sequence of tensor operations.
+  Twins t = MakeTwins({torch::randn({64, 32}).to(torch::kBFloat16)});
+  torch::Tensor wide = torch::randn({8, 12});
+  t.ours.push_back(wide.clone().t().set_requires_grad(true));
+  t.theirs.push_back(wide.clone().t().set_requires_grad(true));
+  ASSERT_FALSE(t.ours.back().is_contiguous());
+  FusedAdamW ours(t.ours, Options());
+  AdamW theirs(t.theirs, Options());
+  for (int step = 1; step <= 5; ++step) {
+    SetGradients(&t, 100 + step);
+    ours.step();
+    theirs.step();
+    ExpectClose(t, 0, 0, step);  // the same operations: bit for bit
+  }
+}
+
+TEST(FusedAdamWTest, AmsgradMatches) {
+  torch::manual_seed(3);
+  Twins t = MakeTwins({torch::randn({40, 40})});
+  AdamWOptions o = Options();
+  o.amsgrad(true);
+  FusedAdamW ours(t.ours, o);
+  AdamW theirs(t.theirs, o);
+  for (int step = 1; step <= 5; ++step) {
+    SetGradients(&t, 200 + step);
+    ours.step();
+    theirs.step();
+    ExpectClose(t, 0, 0, step);
+  }
+}
+
+// A checkpoint's optimizer state moves between the two in both directions, and
+// training continues the same.
+TEST(FusedAdamWTest, StateSavedByOneLoadsIntoTheOther) {
+  torch::manual_seed(4);
+  Twins t = MakeTwins({torch::randn({50, 20}), torch::randn({20})});
+  FusedAdamW ours(t.ours, Options());
+  AdamW theirs(t.theirs, Options());
+  for (int step = 1; step <= 3; ++step) {
+    SetGradients(&t, 300 + step);
+    ours.step();
+    theirs.step();
+  }
+  std::stringstream from_ours, from_theirs;
+  {
+    torch::serialize::OutputArchive a;
+    ours.save(a);
+    a.save_to(from_ours);
+    torch::serialize::OutputArchive b;
+    theirs.save(b);
+    b.save_to(from_theirs);
+  }
+  // Swap: our parameters continue with libtorch's optimizer loaded from our state,
+  // and libtorch's parameters with ours loaded from its state.
+  AdamW theirs_loaded(t.ours, Options());
+  FusedAdamW ours_loaded(t.theirs, Options());
+  {
+    torch::serialize::InputArchive a;
+    a.load_from(from_ours);
+    theirs_loaded.load(a);
+    torch::serialize::InputArchive b;
+    b.load_from(from_theirs);
+    ours_loaded.load(b);
+  }
+  for (int step = 4; step <= 6; ++step) {
+    SetGradients(&t, 300 + step);
+    theirs_loaded.step();
+    ours_loaded.step();
+    ExpectClose(t, 1e-5, 1e-6, step);
+  }
+}
+
+}  // namespace
+}  // namespace nbrl::model
