@@ -5,7 +5,7 @@
 #include <cmath>
 #include <memory>
 
-#include "model/fused_adamw_kernel.h"
+#include "model/cpu_kernels.h"
 
 namespace nbrl::model {
 namespace {

@@ -1,22 +1,198 @@
 #include "model/layers.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "model/cpu_kernels.h"
+
 namespace nbrl::model {
 
 namespace nn = torch::nn;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+namespace {
+
+// Rows or elements per task of at::parallel_for in the fused CPU paths.
+constexpr int64_t kRowsPerTask = 64;
+constexpr int64_t kElementsPerTask = 1 << 15;
+
+bool AllCpuFloat(std::initializer_list<const torch::Tensor*> ts) {
+  for (const torch::Tensor* t : ts) {
+    if (!t->defined() || !t->device().is_cpu() || t->scalar_type() != torch::kFloat32 ||
+        t->is_sparse()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// RMSNorm of fp32 CPU rows in one pass forward and one backward (cpu_kernels.h),
+// where the tensor formula runs six kernels forward and about ten backward.
+class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, double eps) {
+    const torch::Tensor xc = x.contiguous(), w = weight.contiguous();
+    const int64_t d = xc.size(-1), rows = d > 0 ? xc.numel() / d : 0;
+    torch::Tensor y = torch::empty_like(xc), r = torch::empty({rows}, xc.options());
+    const float* xp = xc.data_ptr<float>();
+    const float* wp = w.data_ptr<float>();
+    float *yp = y.data_ptr<float>(), *rp = r.data_ptr<float>();
+    at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+      internal::RmsNormForwardRows(xp, wp, static_cast<float>(eps), d, begin, end, yp,
+                                   rp);
+    });
+    ctx->save_for_backward({xc, w, r});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const torch::Tensor &x = saved[0], &w = saved[1], &r = saved[2];
+    const torch::Tensor dy = grads[0].contiguous();
+    const int64_t d = x.size(-1), rows = r.numel();
+    const bool need_w = ctx->needs_input_grad(1);
+    torch::Tensor dx = torch::empty_like(x);
+    // One partial sum of the weight's gradient per thread, added at the end.
+    torch::Tensor dw_parts = need_w
+                                 ? torch::zeros({at::get_num_threads(), d}, x.options())
+                                 : torch::Tensor();
+    const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(),
+                *rp = r.data_ptr<float>(), *dyp = dy.data_ptr<float>();
+    float* dxp = dx.data_ptr<float>();
+    float* partp = need_w ? dw_parts.data_ptr<float>() : nullptr;
+    at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+      float* part = partp != nullptr ? partp + at::get_thread_num() * d : nullptr;
+      internal::RmsNormBackwardRows(xp, wp, rp, dyp, d, begin, end, dxp, part);
+    });
+    return {dx, need_w ? dw_parts.sum(0) : torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// silu(g) * u on fp32 CPU tensors: sigmoid(g) is computed once (libtorch's
+// vectorized kernel) and kept; the product and the whole backward are one pass
+// each (cpu_kernels.h), where the tensor formula runs two kernels forward and three
+// backward, one of them computing the sigmoid again.
+class SwigluFunction : public torch::autograd::Function<SwigluFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gate,
+                               const torch::Tensor& up) {
+    const torch::Tensor g = gate.contiguous(), u = up.contiguous();
+    const torch::Tensor s = torch::sigmoid(g);
+    torch::Tensor y = torch::empty_like(g);
+    const float *gp = g.data_ptr<float>(), *sp = s.data_ptr<float>(),
+                *up_ = u.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, g.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
+      internal::SwigluForwardRange(gp, sp, up_, begin, end, yp);
+    });
+    ctx->save_for_backward({g, s, u});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const torch::Tensor &g = saved[0], &s = saved[1], &u = saved[2];
+    const torch::Tensor dy = grads[0].contiguous();
+    torch::Tensor dg = torch::empty_like(g), du = torch::empty_like(u);
+    const float *gp = g.data_ptr<float>(), *sp = s.data_ptr<float>(),
+                *up_ = u.data_ptr<float>(), *dyp = dy.data_ptr<float>();
+    float *dgp = dg.data_ptr<float>(), *dup = du.data_ptr<float>();
+    at::parallel_for(0, g.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
+      internal::SwigluBackwardRange(gp, sp, up_, dyp, begin, end, dgp, dup);
+    });
+    return {dg, du};
+  }
+};
+
+// Rotary embedding and a scale, fp32 on CPU, one pass forward and one backward
+// (cpu_kernels.h), reading x through its strides (the transposed projection): the
+// tensor formula runs five kernels forward (one a concatenation), six backward,
+// and one more each way for the scale.
+class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& cos, const torch::Tensor& sin,
+                               double scale) {
+    torch::Tensor y = torch::empty(x.sizes(), x.options());  // contiguous
+    const internal::RotaryLayout layout = Layout(x, cos);
+    const float *xp = x.data_ptr<float>(), *cp = cos.data_ptr<float>(),
+                *sp = sin.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(
+        0, y.numel() / layout.head_dim, kRowsPerTask, [&](int64_t begin, int64_t end) {
+          internal::RotaryForwardRows(xp, cp, sp, layout, static_cast<float>(scale),
+                                      begin, end, yp);
+        });
+    ctx->save_for_backward({cos, sin});
+    ctx->saved_data["scale"] = scale;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const torch::Tensor &cos = saved[0], &sin = saved[1];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const torch::Tensor dy = grads[0].contiguous();
+    torch::Tensor dx = torch::empty_like(dy);
+    const internal::RotaryLayout layout = Layout(dy, cos);
+    const float *gp = dy.data_ptr<float>(), *cp = cos.data_ptr<float>(),
+                *sp = sin.data_ptr<float>();
+    float* dxp = dx.data_ptr<float>();
+    at::parallel_for(
+        0, dy.numel() / layout.head_dim, kRowsPerTask, [&](int64_t begin, int64_t end) {
+          internal::RotaryBackwardRows(gp, cp, sp, layout, static_cast<float>(scale),
+                                       begin, end, dxp);
+        });
+    return {dx, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+
+  // Whether the fused path applies: x [B, H, L, hd] and tables [B, 1, L, hd] in
+  // fp32 on CPU, x's last dimension and the tables contiguous, no table gradient.
+  static bool Applies(const torch::Tensor& x, const torch::Tensor& cos,
+                      const torch::Tensor& sin) {
+    return AllCpuFloat({&x, &cos, &sin}) && x.dim() == 4 && cos.dim() == 4 &&
+           cos.sizes() == sin.sizes() && cos.size(0) == x.size(0) && cos.size(1) == 1 &&
+           cos.size(2) == x.size(2) && cos.size(3) == x.size(3) && x.size(3) % 2 == 0 &&
+           x.size(3) > 0 && x.stride(3) == 1 && cos.is_contiguous() &&
+           sin.is_contiguous() && !cos.requires_grad() && !sin.requires_grad();
+  }
+
+ private:
+  static internal::RotaryLayout Layout(const torch::Tensor& x, const torch::Tensor& t) {
+    return {x.size(1),
+            x.size(2),
+            x.size(3),
+            {x.stride(0), x.stride(1), x.stride(2)},
+            {t.stride(0), 0, t.stride(2)}};
+  }
+};
+
+}  // namespace
 
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight_ = register_parameter("weight", torch::ones({dim}));
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  if (AllCpuFloat({&x, &weight_}) && x.dim() > 0 && x.size(-1) == weight_.numel()) {
+    return RmsNormFunction::apply(x, weight_, eps_);
+  }
   torch::Tensor h = x.to(torch::kFloat32);
   h = h * torch::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + eps_);
   return weight_ * h.to(x.scalar_type());
+}
+
+torch::Tensor Swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
+  if (AllCpuFloat({&gate, &up}) && gate.sizes() == up.sizes()) {
+    return SwigluFunction::apply(gate, up);
+  }
+  return torch::silu(gate) * up;
 }
 
 torch::Tensor HiddenSlots(const torch::Tensor& mask) {
@@ -39,11 +215,15 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbedding::Tables(
 }
 
 torch::Tensor ApplyRotary(const torch::Tensor& x, const torch::Tensor& cos,
-                          const torch::Tensor& sin) {
+                          const torch::Tensor& sin, double scale) {
+  if (RotaryFunction::Applies(x, cos, sin) && x.numel() > 0) {
+    return RotaryFunction::apply(x, cos, sin, scale);
+  }
   const int64_t half = x.size(-1) / 2;
   torch::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
   torch::Tensor rotated = torch::cat({-x2, x1}, -1);  // rotate_half(x)
-  return x * cos + rotated * sin;
+  torch::Tensor y = x * cos + rotated * sin;
+  return scale == 1.0 ? y : y * scale;
 }
 
 torch::Tensor Project(const torch::Tensor& x, const torch::Tensor& weight,
@@ -93,18 +273,17 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x,
       Project(k_proj_, x).view({B, L, n_kv_head_, head_dim_}).transpose(1, 2);
   torch::Tensor v =
       Project(v_proj_, x).view({B, L, n_kv_head_, head_dim_}).transpose(1, 2);
-  q = ApplyRotary(q, ctx.cos, ctx.sin);
+  // The attention scale goes on q (L x hd) rather than the scores (L x S).
+  q = ApplyRotary(q, ctx.cos, ctx.sin, 1.0 / std::sqrt(double(head_dim_)));
   k = ApplyRotary(k, ctx.cos, ctx.sin);
   if (ctx.cache != nullptr)
     std::tie(k, v) = ctx.cache->Store(layer, k, v);  // [B, KV, S, hd]
   // Query heads h = kv * G + g share KV head kv: [B, H, L, hd] -> [B, KV, G, L, hd],
-  // so that K and V are used as they are (no copy per query head). The scale goes
-  // on q (L x hd) rather than the scores (L x S), and the hidden slots are set to
-  // -inf in place in the product (the bool mask broadcast over the G query heads of
-  // a KV head), block by block: no float [B, 1, 1, L, S] tensor for the whole chunk.
-  q = (q * (1.0 / std::sqrt(double(head_dim_))))
-          .contiguous()
-          .view({B, n_kv_head_, G, L, head_dim_});
+  // so that K and V are used as they are (no copy per query head). The hidden slots
+  // are set to -inf in place in the product (the bool mask broadcast over the G
+  // query heads of a KV head), block by block: no float [B, 1, 1, L, S] tensor for
+  // the whole chunk.
+  q = q.contiguous().view({B, n_kv_head_, G, L, head_dim_});
   const int64_t S = k.size(2), past = S - L;
   // Long chunks go in blocks of queries, each against the keys up to its last
   // query's slot only: query l never attends past slot past + l (it is hidden
@@ -157,8 +336,8 @@ MlpImpl::MlpImpl(const ModelConfig& c) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
-  return Project(down_proj_, torch::silu(Project(gate_proj_, x)) *
-                                 Project(up_proj_, x));  // [B, L, F] -> [B, L, D]
+  return Project(down_proj_, Swiglu(Project(gate_proj_, x),
+                                    Project(up_proj_, x)));  // [B, L, F] -> [B, L, D]
 }
 
 DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, int64_t index)

@@ -46,6 +46,7 @@ inline constexpr int64_t kAttentionBlock = 256;
 inline constexpr int64_t kMaxScoreBlockBytes = 16 << 20;
 
 // y = x / sqrt(mean(x^2) + eps) * weight, computed in fp32 as Hugging Face does.
+// On CPU in fp32, one fused pass forward and one backward (layers.cc).
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t dim, double eps);
@@ -71,9 +72,10 @@ class RotaryEmbedding {
   torch::Tensor inv_freq_;  // [hd/2] float32: theta^(-2i/hd)
 };
 
-// Applies the rotation to x [B, heads, L, hd].
+// Applies the rotation to x [B, heads, L, hd] and multiplies by `scale`. On CPU in
+// fp32, one fused pass each way, and the result is contiguous.
 torch::Tensor ApplyRotary(const torch::Tensor& x, const torch::Tensor& cos,
-                          const torch::Tensor& sin);
+                          const torch::Tensor& sin, double scale = 1.0);
 
 // y = x W^T + b for x [..., in]. For a few rows (decoding one token for a small
 // batch) this is one matrix-vector product per row: OpenBLAS's GEMM packs the whole
@@ -97,6 +99,9 @@ class AttentionImpl : public torch::nn::Module {
       o_proj_{nullptr};
 };
 TORCH_MODULE(Attention);
+
+// silu(gate) * up, for gate and up of the same shape; fused on CPU in fp32.
+torch::Tensor Swiglu(const torch::Tensor& gate, const torch::Tensor& up);
 
 // SwiGLU: down(silu(gate(x)) * up(x)).
 class MlpImpl : public torch::nn::Module {

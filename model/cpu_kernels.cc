@@ -1,0 +1,130 @@
+// Compiled with -fno-math-errno and -fassociative-math (model/CMakeLists.txt):
+// sums over a row may be reordered into vector lanes, as libtorch's own reductions
+// are, and the square root needs no errno, so every loop here vectorizes.
+#include "model/cpu_kernels.h"
+
+#include <cmath>
+
+namespace nbrl::model::internal {
+
+// p = p * decay; m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2;
+// p += -step_size * m / (sqrt(v) / sqrt(bias_correction2) + eps), element by
+// element in the order libtorch's kernels apply them.
+void AdamWUpdateRange(float* __restrict p, const float* __restrict g,
+                      float* __restrict m, float* __restrict v, int64_t begin,
+                      int64_t end, const AdamWCoefficients& c) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float gi = g[i];
+    const float pi = p[i] * c.decay;
+    const float mi = m[i] * c.beta1 + c.one_minus_beta1 * gi;
+    const float vi = v[i] * c.beta2 + c.one_minus_beta2 * (gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi +
+           c.minus_step_size * (mi / (std::sqrt(vi) / c.sqrt_bias_correction2 + c.eps));
+  }
+}
+
+void RmsNormForwardRows(const float* __restrict x, const float* __restrict w, float eps,
+                        int64_t d, int64_t begin, int64_t end, float* __restrict y,
+                        float* __restrict r) {
+  for (int64_t row = begin; row < end; ++row) {
+    const float* xr = x + row * d;
+    float* yr = y + row * d;
+    float sum = 0;
+    for (int64_t j = 0; j < d; ++j) sum += xr[j] * xr[j];
+    const float inv = 1.0f / std::sqrt(sum / static_cast<float>(d) + eps);
+    r[row] = inv;
+    for (int64_t j = 0; j < d; ++j) yr[j] = w[j] * (xr[j] * inv);
+  }
+}
+
+void RmsNormBackwardRows(const float* __restrict x, const float* __restrict w,
+                         const float* __restrict r, const float* __restrict dy,
+                         int64_t d, int64_t begin, int64_t end, float* __restrict dx,
+                         float* __restrict dw_partial) {
+  for (int64_t row = begin; row < end; ++row) {
+    const float* xr = x + row * d;
+    const float* dyr = dy + row * d;
+    float* dxr = dx + row * d;
+    const float inv = r[row];
+    float dot = 0;  // sum of dy * w * xh
+    for (int64_t j = 0; j < d; ++j) dot += dyr[j] * w[j] * (xr[j] * inv);
+    const float mean = dot / static_cast<float>(d);
+    for (int64_t j = 0; j < d; ++j) {
+      const float xh = xr[j] * inv;
+      dxr[j] = inv * (dyr[j] * w[j] - xh * mean);
+    }
+    if (dw_partial != nullptr) {
+      for (int64_t j = 0; j < d; ++j) dw_partial[j] += dyr[j] * (xr[j] * inv);
+    }
+  }
+}
+
+void SwigluForwardRange(const float* __restrict g, const float* __restrict s,
+                        const float* __restrict u, int64_t begin, int64_t end,
+                        float* __restrict y) {
+  for (int64_t i = begin; i < end; ++i) y[i] = g[i] * s[i] * u[i];
+}
+
+void SwigluBackwardRange(const float* __restrict g, const float* __restrict s,
+                         const float* __restrict u, const float* __restrict dy,
+                         int64_t begin, int64_t end, float* __restrict dg,
+                         float* __restrict du) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float gs = g[i] * s[i];
+    du[i] = dy[i] * gs;
+    dg[i] = dy[i] * u[i] * (s[i] + gs * (1.0f - s[i]));
+  }
+}
+
+namespace {
+
+// Pointers to row `row` of a [B, H, L, hd] tensor and of its tables.
+struct RotaryRow {
+  int64_t x, table;
+};
+RotaryRow RowOffsets(const RotaryLayout& t, int64_t row) {
+  const int64_t l = row % t.length, bh = row / t.length, h = bh % t.heads,
+                b = bh / t.heads;
+  return {b * t.x_strides[0] + h * t.x_strides[1] + l * t.x_strides[2],
+          b * t.table_strides[0] + h * t.table_strides[1] + l * t.table_strides[2]};
+}
+
+}  // namespace
+
+void RotaryForwardRows(const float* __restrict x, const float* __restrict cos,
+                       const float* __restrict sin, const RotaryLayout& layout,
+                       float scale, int64_t begin, int64_t end, float* __restrict y) {
+  const int64_t hd = layout.head_dim, half = hd / 2;
+  for (int64_t row = begin; row < end; ++row) {
+    const RotaryRow o = RowOffsets(layout, row);
+    const float *xr = x + o.x, *c = cos + o.table, *s = sin + o.table;
+    float* yr = y + row * hd;
+    for (int64_t j = 0; j < half; ++j) {
+      yr[j] = scale * (xr[j] * c[j] - xr[j + half] * s[j]);
+    }
+    for (int64_t j = half; j < hd; ++j) {
+      yr[j] = scale * (xr[j] * c[j] + xr[j - half] * s[j]);
+    }
+  }
+}
+
+void RotaryBackwardRows(const float* __restrict dy, const float* __restrict cos,
+                        const float* __restrict sin, const RotaryLayout& layout,
+                        float scale, int64_t begin, int64_t end, float* __restrict dx) {
+  const int64_t hd = layout.head_dim, half = hd / 2;
+  for (int64_t row = begin; row < end; ++row) {
+    const RotaryRow o = RowOffsets(layout, row);
+    const float *g = dy + o.x, *c = cos + o.table, *s = sin + o.table;
+    float* out = dx + row * hd;
+    for (int64_t k = 0; k < half; ++k) {
+      out[k] = scale * (g[k] * c[k] + g[k + half] * s[k + half]);
+    }
+    for (int64_t k = half; k < hd; ++k) {
+      out[k] = scale * (g[k] * c[k] - g[k - half] * s[k - half]);
+    }
+  }
+}
+
+}  // namespace nbrl::model::internal
