@@ -98,14 +98,14 @@ Probe GenerateProbe(Transformer* model, int64_t batch, const BenchOptions& o) {
 }
 
 // One training step: forward (teacher-forced log-probs), loss, backward, AdamW,
-// zero. The .item() at the end is the host sync.
+// gradients dropped. The .item() at the end is the host sync.
 absl::Status TrainStep(Transformer* model, model::FusedAdamW* opt,
                        const torch::Tensor& tokens, const torch::Tensor& mask) {
   ASSIGN_OR_RETURN(torch::Tensor logp, model::ScoreTokens(*model, tokens, mask));
   torch::Tensor loss = -logp.sum() / (tokens.numel() - tokens.size(0));
   loss.backward();
   opt->step();
-  opt->zero_grad();
+  opt->ClearGradients();
   (void)loss.item<float>();
   return absl::OkStatus();
 }

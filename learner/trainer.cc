@@ -304,7 +304,7 @@ absl::StatusOr<StepStats> Trainer::Step(
 
   // 3. Forward and backward per microbatch (gradient accumulation).
   absl::Time t0 = absl::Now();
-  optimizer_->zero_grad();
+  optimizer_->ClearGradients();
   double loss_sum = 0, pg_sum = 0, kl_sum = 0, entropy_sum = 0, clip_sum = 0;
   size_t i = 0;
   while (i < samples.size()) {
@@ -413,7 +413,7 @@ absl::StatusOr<StepStats> Trainer::Step(
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(stats.lr);
   }
   optimizer_->step();
-  optimizer_->zero_grad();
+  optimizer_->ClearGradients();
   stats.optimizer_seconds = absl::ToDoubleSeconds(absl::Now() - t2);
 
   // 6. Metrics (this rank's view; the loss is the global mean's local share).

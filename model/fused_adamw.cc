@@ -98,4 +98,12 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
   return loss;
 }
 
+void FusedAdamW::ClearGradients() {
+  for (auto& group : param_groups_) {
+    for (auto& p : group.params()) {
+      if (p.grad().defined()) p.mutable_grad().reset();
+    }
+  }
+}
+
 }  // namespace nbrl::model

@@ -169,5 +169,22 @@ TEST(FusedAdamWTest, StateSavedByOneLoadsIntoTheOther) {
   }
 }
 
+TEST(FusedAdamWTest, ClearGradientsDropsThemAndTheNextStepSkipsTheParameter) {
+  torch::manual_seed(5);
+  Twins t = MakeTwins({torch::randn({10, 10})});
+  FusedAdamW ours(t.ours, Options());
+  SetGradients(&t, 400);
+  ours.step();
+  ours.ClearGradients();
+  EXPECT_FALSE(t.ours[0].grad().defined());
+  const torch::Tensor before = t.ours[0].detach().clone();
+  ours.step();  // no gradient: no decay, no moment update
+  EXPECT_TRUE(torch::equal(t.ours[0].detach(), before));
+  // A backward after the clear stores its gradient as the parameter's.
+  (t.ours[0] * 3).sum().backward();
+  ASSERT_TRUE(t.ours[0].grad().defined());
+  EXPECT_TRUE(torch::allclose(t.ours[0].grad(), torch::full({10, 10}, 3.0f)));
+}
+
 }  // namespace
 }  // namespace nbrl::model

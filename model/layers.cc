@@ -308,10 +308,13 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x,
     if (att.requires_grad()) {
       // Training: add the block's 0/-inf bias, whose backward passes the gradient
       // through as it is (masked_fill_'s would mask it: one more pass over the
-      // scores' gradient for every block).
-      att.view({B, n_kv_head_, G, lb, s1})
-          .add_(torch::zeros(hidden.sizes(), att.options())
-                    .masked_fill_(hidden, kMinusInf));
+      // scores' gradient for every block). Out of place: an in-place add on the
+      // view would make autograd clone and copy back the whole scores' gradient
+      // in the backward (CopySlices).
+      att =
+          (att.view({B, n_kv_head_, G, lb, s1}) +
+           torch::zeros(hidden.sizes(), att.options()).masked_fill_(hidden, kMinusInf))
+              .view(att.sizes());
     } else {
       att.view({B, n_kv_head_, G, lb, s1}).masked_fill_(hidden, kMinusInf);
     }
