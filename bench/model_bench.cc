@@ -11,11 +11,13 @@
 // tokens/s (teacher-forced log-probs, loss, backward, AdamW), and the training
 // step's model FLOP/s over the FLOP/s of its GEMMs run alone.
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "absl/strings/numbers.h"
@@ -41,6 +43,7 @@ struct BenchOptions {
   int64_t prompt = 32, new_tokens = 32;      // generation
   int64_t train_batch = 4, train_seq = 256;  // training step
   std::string only;                          // "", "generate" or "train"
+  std::string profile;  // a Chrome trace of one training step goes here
 };
 
 ModelConfig Preset(const std::string& name) {
@@ -210,6 +213,25 @@ absl::Status Run(const BenchOptions& o) {
   }
   if (o.only == "generate") return absl::OkStatus();
   model::FusedAdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
+  if (!o.profile.empty()) {
+    // libtorch's profiler over one step after three warm-up steps: every operator
+    // of the forward, the backward and the optimizer, with its time.
+    Probe step = TrainProbe(model.get(), &opt, o);
+    for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(step().status());
+    std::ofstream out(o.profile);
+    if (!out) return absl::InvalidArgumentError("cannot write --profile " + o.profile);
+    try {
+      torch::autograd::profiler::RecordProfile trace(out);
+      RETURN_IF_ERROR(step().status());
+    } catch (const std::exception& e) {
+      return absl::InternalError(
+          absl::StrCat("profiling one training step into ", o.profile, ": ", e.what()));
+    }
+    out.close();
+    if (!out) return absl::DataLossError("writing --profile " + o.profile + " failed");
+    std::cerr << "profile of one training step: " << o.profile
+              << " (Chrome trace: chrome://tracing or ui.perfetto.dev)\n";
+  }
   s.name = absl::StrCat("model_", o.preset, "_train_step_b", o.train_batch, "x",
                         o.train_seq);
   ASSIGN_OR_RETURN(
@@ -246,7 +268,21 @@ absl::Status Run(const BenchOptions& o) {
 }  // namespace
 }  // namespace nbrl::bench
 
+constexpr char kUsage[] =
+    "usage: nbrl-model-bench [--preset small|512|quickstart] [--rounds N]\n"
+    "         [--json-dir DIR] [--only generate|train] [--train-batch N]\n"
+    "         [--train-seq N] [--profile TRACE.json]\n"
+    "Generation and training-step throughput side by side with the same model in\n"
+    "python3-torch (bench/model_peer.py), and the step's FLOP/s against plain GEMMs.\n"
+    "--profile writes libtorch's profile of one training step as a Chrome trace.\n";
+
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::cout << kUsage;
+      return 0;
+    }
+  }
   nbrl::common::KeepFreedMemoryForReuse();
   nbrl::bench::BenchOptions o;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -263,10 +299,10 @@ int main(int argc, char** argv) {
                o.train_batch > 0) {
     } else if (flag == "--train-seq" && absl::SimpleAtoi(value, &o.train_seq) &&
                o.train_seq > 1) {
+    } else if (flag == "--profile") {
+      o.profile = value;
     } else {
-      std::cerr << "usage: nbrl-model-bench [--preset small|512|quickstart] "
-                   "[--rounds N] [--json-dir DIR] [--only generate|train] "
-                   "[--train-batch N] [--train-seq N]\n";
+      std::cerr << kUsage;
       return 2;
     }
   }
