@@ -1,6 +1,6 @@
 #include "model/fused_adamw.h"
 
-#include <ATen/Parallel.h>
+#include <ATen/Parallel.h>  // at::get_num_threads
 
 #include <cmath>
 #include <memory>
@@ -73,9 +73,13 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
         const float* gp = grad.data_ptr<float>();
         float* mp = exp_avg.data_ptr<float>();
         float* vp = exp_avg_sq.data_ptr<float>();
-        at::parallel_for(0, p.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
-          internal::AdamWUpdateRange(pp, gp, mp, vp, begin, end, c);
-        });
+        internal::AdamWUpdate(pp, gp, mp, vp, p.numel(), c, at::get_num_threads());
+        // Writes through data pointers: bump the version counters as the tensor
+        // operations would, so that autograd refuses a graph that saved the old
+        // values.
+        for (torch::Tensor* t : {&p, &exp_avg, &exp_avg_sq}) {
+          t->unsafeGetTensorImpl()->bump_version();
+        }
         continue;
       }
 

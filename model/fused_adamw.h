@@ -7,7 +7,8 @@
 //
 // The same optimizer as torch::optim::AdamW, which it extends: the same options,
 // parameter groups, state (AdamWParamState under the same keys) and therefore the
-// same save / load format, and the same arithmetic. libtorch's step runs about ten
+// same save / load format, and the same arithmetic (within about an ulp: libtorch's
+// kernels may fuse a multiply and an add). libtorch's step runs about ten
 // element-wise kernels per parameter (decay, the two moment updates, the square
 // root, the bias correction, the epsilon, the division and the update), each a pass
 // over the parameter's memory, and allocates the denominator; for a model of a few

@@ -186,5 +186,16 @@ TEST(FusedAdamWTest, ClearGradientsDropsThemAndTheNextStepSkipsTheParameter) {
   EXPECT_TRUE(torch::allclose(t.ours[0].grad(), torch::full({10, 10}, 3.0f)));
 }
 
+// The update writes through data pointers but bumps the version counters, so a
+// graph that saved the old weights is refused, as with libtorch's AdamW.
+TEST(FusedAdamWTest, AGraphThatSavedTheOldWeightsIsRefusedAfterAStep) {
+  torch::Tensor p = torch::randn({64, 64}).set_requires_grad(true);
+  FusedAdamW opt({p}, Options());
+  torch::Tensor y = (p * p).sum();  // saves p
+  p.mutable_grad() = torch::ones_like(p);
+  opt.step();
+  EXPECT_THROW(y.backward(), c10::Error);
+}
+
 }  // namespace
 }  // namespace nbrl::model

@@ -1,6 +1,6 @@
 #include "model/layers.h"
 
-#include <ATen/Parallel.h>
+#include <ATen/Parallel.h>  // at::get_num_threads
 
 #include <algorithm>
 #include <cmath>
@@ -17,9 +17,13 @@ using torch::autograd::variable_list;
 
 namespace {
 
-// Rows or elements per task of at::parallel_for in the fused CPU paths.
-constexpr int64_t kRowsPerTask = 64;
-constexpr int64_t kElementsPerTask = 1 << 15;
+// The fused backwards compute raw buffers: their results carry no graph, so a
+// second derivative (create_graph) would silently be wrong. Refused instead.
+void OnceDifferentiable() {
+  TORCH_CHECK(!torch::GradMode::is_enabled(),
+              "the fused CPU layers (RMSNorm, SwiGLU, rotary) are differentiable once: "
+              "backward with create_graph is not supported");
+}
 
 bool AllCpuFloat(std::initializer_list<const torch::Tensor*> ts) {
   for (const torch::Tensor* t : ts) {
@@ -43,15 +47,14 @@ class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
     const float* xp = xc.data_ptr<float>();
     const float* wp = w.data_ptr<float>();
     float *yp = y.data_ptr<float>(), *rp = r.data_ptr<float>();
-    at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
-      internal::RmsNormForwardRows(xp, wp, static_cast<float>(eps), d, begin, end, yp,
-                                   rp);
-    });
+    internal::RmsNormForward(xp, wp, static_cast<float>(eps), d, rows, yp, rp,
+                             at::get_num_threads());
     ctx->save_for_backward({xc, w, r});
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    OnceDifferentiable();
     const variable_list saved = ctx->get_saved_variables();
     const torch::Tensor &x = saved[0], &w = saved[1], &r = saved[2];
     const torch::Tensor dy = grads[0].contiguous();
@@ -59,17 +62,14 @@ class RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
     const bool need_w = ctx->needs_input_grad(1);
     torch::Tensor dx = torch::empty_like(x);
     // One partial sum of the weight's gradient per thread, added at the end.
-    torch::Tensor dw_parts = need_w
-                                 ? torch::zeros({at::get_num_threads(), d}, x.options())
-                                 : torch::Tensor();
+    const int threads = at::get_num_threads();
+    torch::Tensor dw_parts =
+        need_w ? torch::zeros({threads, d}, x.options()) : torch::Tensor();
     const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>(),
                 *rp = r.data_ptr<float>(), *dyp = dy.data_ptr<float>();
     float* dxp = dx.data_ptr<float>();
     float* partp = need_w ? dw_parts.data_ptr<float>() : nullptr;
-    at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
-      float* part = partp != nullptr ? partp + at::get_thread_num() * d : nullptr;
-      internal::RmsNormBackwardRows(xp, wp, rp, dyp, d, begin, end, dxp, part);
-    });
+    internal::RmsNormBackward(xp, wp, rp, dyp, d, rows, dxp, partp, threads);
     return {dx, need_w ? dw_parts.sum(0) : torch::Tensor(), torch::Tensor()};
   }
 };
@@ -88,14 +88,13 @@ class SwigluFunction : public torch::autograd::Function<SwigluFunction> {
     const float *gp = g.data_ptr<float>(), *sp = s.data_ptr<float>(),
                 *up_ = u.data_ptr<float>();
     float* yp = y.data_ptr<float>();
-    at::parallel_for(0, g.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
-      internal::SwigluForwardRange(gp, sp, up_, begin, end, yp);
-    });
+    internal::SwigluForward(gp, sp, up_, g.numel(), yp, at::get_num_threads());
     ctx->save_for_backward({g, s, u});
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    OnceDifferentiable();
     const variable_list saved = ctx->get_saved_variables();
     const torch::Tensor &g = saved[0], &s = saved[1], &u = saved[2];
     const torch::Tensor dy = grads[0].contiguous();
@@ -103,9 +102,8 @@ class SwigluFunction : public torch::autograd::Function<SwigluFunction> {
     const float *gp = g.data_ptr<float>(), *sp = s.data_ptr<float>(),
                 *up_ = u.data_ptr<float>(), *dyp = dy.data_ptr<float>();
     float *dgp = dg.data_ptr<float>(), *dup = du.data_ptr<float>();
-    at::parallel_for(0, g.numel(), kElementsPerTask, [&](int64_t begin, int64_t end) {
-      internal::SwigluBackwardRange(gp, sp, up_, dyp, begin, end, dgp, dup);
-    });
+    internal::SwigluBackward(gp, sp, up_, dyp, g.numel(), dgp, dup,
+                             at::get_num_threads());
     return {dg, du};
   }
 };
@@ -124,17 +122,15 @@ class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
     const float *xp = x.data_ptr<float>(), *cp = cos.data_ptr<float>(),
                 *sp = sin.data_ptr<float>();
     float* yp = y.data_ptr<float>();
-    at::parallel_for(
-        0, y.numel() / layout.head_dim, kRowsPerTask, [&](int64_t begin, int64_t end) {
-          internal::RotaryForwardRows(xp, cp, sp, layout, static_cast<float>(scale),
-                                      begin, end, yp);
-        });
+    internal::RotaryForward(xp, cp, sp, layout, static_cast<float>(scale),
+                            y.numel() / layout.head_dim, yp, at::get_num_threads());
     ctx->save_for_backward({cos, sin});
     ctx->saved_data["scale"] = scale;
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    OnceDifferentiable();
     const variable_list saved = ctx->get_saved_variables();
     const torch::Tensor &cos = saved[0], &sin = saved[1];
     const double scale = ctx->saved_data["scale"].toDouble();
@@ -144,11 +140,8 @@ class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
     const float *gp = dy.data_ptr<float>(), *cp = cos.data_ptr<float>(),
                 *sp = sin.data_ptr<float>();
     float* dxp = dx.data_ptr<float>();
-    at::parallel_for(
-        0, dy.numel() / layout.head_dim, kRowsPerTask, [&](int64_t begin, int64_t end) {
-          internal::RotaryBackwardRows(gp, cp, sp, layout, static_cast<float>(scale),
-                                       begin, end, dxp);
-        });
+    internal::RotaryBackward(gp, cp, sp, layout, static_cast<float>(scale),
+                             dy.numel() / layout.head_dim, dxp, at::get_num_threads());
     return {dx, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 

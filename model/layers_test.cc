@@ -44,7 +44,7 @@ class FusedLayersTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
     threads_ = at::get_num_threads();
-    at::set_num_threads(GetParam());  // 2: the row ranges split across threads
+    at::set_num_threads(GetParam());  // 2: the kernels' work split over 2 threads
     torch::manual_seed(7);
   }
   void TearDown() override { at::set_num_threads(threads_); }
@@ -58,8 +58,9 @@ TEST_P(FusedLayersTest, RmsNormMatchesItsFormula) {
     norm->named_parameters()["weight"].copy_(torch::randn({48}));
   }
   torch::Tensor w = norm->named_parameters()["weight"];
-  // 300 rows: several tasks of at::parallel_for; one row of zeros (eps only).
-  torch::Tensor x = torch::randn({3, 100, 48}) * 3;
+  // 1,200 rows of 48 (enough work to be split over 2 threads); one row of zeros
+  // (eps only).
+  torch::Tensor x = torch::randn({3, 400, 48}) * 3;
   x[1][5].zero_();
   std::vector<torch::Tensor> a = {x.clone().set_requires_grad(true)};
   torch::Tensor y = norm(a[0]);
@@ -77,7 +78,7 @@ TEST_P(FusedLayersTest, RmsNormMatchesItsFormula) {
 }
 
 TEST_P(FusedLayersTest, SwigluMatchesItsFormula) {
-  // 70,000 elements: more than one task; large |gate| saturates the sigmoid.
+  // 70,000 elements (split over 2 threads); large |gate| saturates the sigmoid.
   torch::Tensor gate = torch::randn({7, 10000}) * 4, up = torch::randn({7, 10000});
   ExpectSameValueAndGradients(
       {gate, up}, [](const auto& v) { return Swiglu(v[0], v[1]); },
@@ -85,7 +86,8 @@ TEST_P(FusedLayersTest, SwigluMatchesItsFormula) {
 }
 
 TEST_P(FusedLayersTest, RotaryMatchesItsFormulaOnTransposedInput) {
-  const int64_t B = 2, L = 37, H = 3, hd = 16;
+  // 2 x 4 x 301 rows of 32 (split over 2 threads).
+  const int64_t B = 2, L = 301, H = 4, hd = 32;
   RotaryEmbedding rope(hd, 10000.0, torch::kCPU);
   torch::Tensor positions = torch::arange(L).repeat({B, 1}) + torch::tensor({{0}, {5}});
   auto [cos, sin] = rope.Tables(positions, torch::kFloat32);  // [B, 1, L, hd]
@@ -110,6 +112,13 @@ TEST_P(FusedLayersTest, RotaryMatchesItsFormulaOnTransposedInput) {
         return (x * c + rotate_half(x) * s) * scale;
       },
       1e-5);
+}
+
+TEST_P(FusedLayersTest, SecondDerivativesAreRefused) {
+  torch::Tensor gate = torch::randn({4, 8}).set_requires_grad(true);
+  torch::Tensor y = Swiglu(gate, torch::randn({4, 8})).sum();
+  EXPECT_THROW(torch::autograd::grad({y}, {gate}, {}, true, /*create_graph=*/true),
+               c10::Error);
 }
 
 INSTANTIATE_TEST_SUITE_P(Threads, FusedLayersTest, ::testing::Values(1, 2));
