@@ -128,42 +128,46 @@ void SwigluBackward(const float* __restrict g, const float* __restrict s,
   }
 }
 
-void RotaryForward(const float* __restrict x, const float* __restrict cos,
-                   const float* __restrict sin, const RotaryLayout& layout, float scale,
-                   int64_t rows, float* __restrict y, int threads) {
+namespace {
+
+// The rotation (kBackward false) and its transpose (true), which reads the sine of
+// the partner element: forward, y_j = x_j c_j - x_{j+h} s_j for j < h and
+// x_j c_j + x_{j-h} s_j above; backward, dx_k = g_k c_k + g_{k+h} s_{k+h} for k < h
+// and g_k c_k - g_{k-h} s_{k-h} above; both times `scale`.
+template <bool kBackward>
+void RotateRows(const float* __restrict in, const float* __restrict cos,
+                const float* __restrict sin, const RotaryLayout& layout, float scale,
+                int64_t rows, float* __restrict out, int threads) {
   const int64_t hd = layout.head_dim, half = hd / 2;
+  constexpr float kSign = kBackward ? 1.0f : -1.0f;
+  const int64_t low_sin = kBackward ? half : 0, high_sin = kBackward ? -half : 0;
   [[maybe_unused]] const int team = ThreadsFor(threads, rows * hd);
 #pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
   for (int64_t row = 0; row < rows; ++row) {
     const RotaryRow o = RowOffsets(layout, row);
-    const float *xr = x + o.x, *c = cos + o.table, *s = sin + o.table;
-    float* yr = y + row * hd;
+    const float *a = in + o.x, *c = cos + o.table, *s = sin + o.table;
+    float* r = out + row * hd;
     for (int64_t j = 0; j < half; ++j) {
-      yr[j] = scale * (xr[j] * c[j] - xr[j + half] * s[j]);
+      r[j] = scale * (a[j] * c[j] + kSign * a[j + half] * s[j + low_sin]);
     }
     for (int64_t j = half; j < hd; ++j) {
-      yr[j] = scale * (xr[j] * c[j] + xr[j - half] * s[j]);
+      r[j] = scale * (a[j] * c[j] - kSign * a[j - half] * s[j + high_sin]);
     }
   }
 }
 
-void RotaryBackward(const float* __restrict dy, const float* __restrict cos,
-                    const float* __restrict sin, const RotaryLayout& layout,
-                    float scale, int64_t rows, float* __restrict dx, int threads) {
-  const int64_t hd = layout.head_dim, half = hd / 2;
-  [[maybe_unused]] const int team = ThreadsFor(threads, rows * hd);
-#pragma omp parallel for num_threads(team) if (team > 1) schedule(static)
-  for (int64_t row = 0; row < rows; ++row) {
-    const RotaryRow o = RowOffsets(layout, row);
-    const float *g = dy + o.x, *c = cos + o.table, *s = sin + o.table;
-    float* out = dx + row * hd;
-    for (int64_t k = 0; k < half; ++k) {
-      out[k] = scale * (g[k] * c[k] + g[k + half] * s[k + half]);
-    }
-    for (int64_t k = half; k < hd; ++k) {
-      out[k] = scale * (g[k] * c[k] - g[k - half] * s[k - half]);
-    }
-  }
+}  // namespace
+
+void RotaryForward(const float* x, const float* cos, const float* sin,
+                   const RotaryLayout& layout, float scale, int64_t rows, float* y,
+                   int threads) {
+  RotateRows<false>(x, cos, sin, layout, scale, rows, y, threads);
+}
+
+void RotaryBackward(const float* dy, const float* cos, const float* sin,
+                    const RotaryLayout& layout, float scale, int64_t rows, float* dx,
+                    int threads) {
+  RotateRows<true>(dy, cos, sin, layout, scale, rows, dx, threads);
 }
 
 }  // namespace nbrl::model::internal
