@@ -63,6 +63,17 @@ void StepBoth(Twins* t, torch::optim::Optimizer* a, torch::optim::Optimizer* b,
   }
 }
 
+// Gives `to` the state of `from` through a serialized archive, as a checkpoint does.
+void LoadStateOf(const torch::optim::Optimizer& from, torch::optim::Optimizer* to) {
+  std::stringstream bytes;
+  torch::serialize::OutputArchive out;
+  from.save(out);
+  out.save_to(bytes);
+  torch::serialize::InputArchive in;
+  in.load_from(bytes);
+  to->load(in);
+}
+
 AdamWOptions Options() {
   AdamWOptions o(3e-2);
   o.betas({0.9, 0.95}).eps(1e-8).weight_decay(0.1);
@@ -138,27 +149,12 @@ TEST(FusedAdamWTest, StateSavedByOneLoadsIntoTheOther) {
   FusedAdamW ours(t.ours, Options());
   AdamW theirs(t.theirs, Options());
   StepBoth(&t, &ours, &theirs, 1, 3, 300, -1, -1);
-  std::stringstream from_ours, from_theirs;
-  {
-    torch::serialize::OutputArchive a;
-    ours.save(a);
-    a.save_to(from_ours);
-    torch::serialize::OutputArchive b;
-    theirs.save(b);
-    b.save_to(from_theirs);
-  }
   // Swap: our parameters continue with libtorch's optimizer loaded from our state,
   // and libtorch's parameters with ours loaded from its state.
   AdamW theirs_loaded(t.ours, Options());
   FusedAdamW ours_loaded(t.theirs, Options());
-  {
-    torch::serialize::InputArchive a;
-    a.load_from(from_ours);
-    theirs_loaded.load(a);
-    torch::serialize::InputArchive b;
-    b.load_from(from_theirs);
-    ours_loaded.load(b);
-  }
+  LoadStateOf(ours, &theirs_loaded);
+  LoadStateOf(theirs, &ours_loaded);
   StepBoth(&t, &theirs_loaded, &ours_loaded, 4, 6, 300, 1e-5, 1e-6);
 }
 
