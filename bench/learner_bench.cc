@@ -203,10 +203,15 @@ v1::TrajectoryGroup PreEncoded(const v1::TrajectoryGroup& group) {
 // ---------------------------------------------------------------------------
 // The client, the same for both sides
 
-std::shared_ptr<grpc::Channel> Connect(int port) {
+// With `own_connection`, the channel opens its own TCP connection, as a separate
+// actor process does; otherwise gRPC shares one connection between channels to
+// the same address and arguments in this process (its global subchannel pool), so
+// N subscribers here would be N streams on one HTTP/2 connection.
+std::shared_ptr<grpc::Channel> Connect(int port, bool own_connection = false) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
+  if (own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port),
                                    grpc::InsecureChannelCredentials(), args);
 }
@@ -868,7 +873,8 @@ absl::StatusOr<WeightsCell> RunWeightsCell(const BenchOptions& o, int mib, int n
   std::vector<std::unique_ptr<WeightSubscriber>> subscribers;
   for (int i = 0; i < n; ++i) {
     subscribers.push_back(std::make_unique<WeightSubscriber>(
-        Connect(ours->port()), absl::StrCat("bench/weights", i)));
+        Connect(ours->port(), /*own_connection=*/true),
+        absl::StrCat("bench/weights", i)));
     RETURN_IF_ERROR(subscribers.back()->Start());
   }
   ASSIGN_OR_RETURN(std::unique_ptr<RawTcpCopy> raw, RawTcpCopy::Create(&base.bytes, n));

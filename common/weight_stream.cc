@@ -1,5 +1,7 @@
 #include "common/weight_stream.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -94,6 +96,17 @@ struct WeightAssembler::Spare {
   std::string bytes ABSL_GUARDED_BY(mu);
 };
 
+uint64_t WeightAssembler::DefaultMaxSpareBytes() {
+  static const uint64_t bytes = [] {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    const uint64_t memory = pages > 0 && page > 0 ? static_cast<uint64_t>(pages) *
+                                                        static_cast<uint64_t>(page)
+                                                  : 0;
+    return std::max<uint64_t>(uint64_t{1} << 30, memory / 8);
+  }();
+  return bytes;
+}
+
 WeightAssembler::WeightAssembler(uint64_t max_spare_bytes)
     : max_spare_bytes_(max_spare_bytes), spare_(std::make_shared<Spare>()) {}
 
@@ -123,8 +136,12 @@ absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
     {
       absl::MutexLock lock(&spare_->mu);
       if (spare_->bytes.capacity() >= chunk.manifest().total_bytes()) {
+        // Keeps its size too (stale bytes, each overwritten before the version
+        // is handed out), so that growing it to each chunk's end fills nothing.
         partial_->bytes.swap(spare_->bytes);
-        partial_->bytes.clear();  // keeps the capacity
+        if (partial_->bytes.size() > chunk.manifest().total_bytes()) {
+          partial_->bytes.resize(chunk.manifest().total_bytes());
+        }
       }
     }
     try {
@@ -148,12 +165,16 @@ absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
   if (size > partial_->manifest.total_bytes() - next_offset_) {
     return fail("data runs past the version's size");
   }
-  // Checksum and copy piece by piece, each while it is in cache (a bad chunk
-  // drops the partial version, copied bytes and all).
+  // Checksum and copy each piece in one pass (a bad chunk drops the partial
+  // version, copied bytes and all). A fresh buffer grows chunk by chunk: its
+  // zero fill is of one chunk, in cache, just before the copy overwrites it.
+  std::string& bytes = partial_->bytes;
+  if (bytes.size() < next_offset_ + size) bytes.resize(next_offset_ + size);
   uint32_t crc = 0;
+  uint64_t at = next_offset_;
   for (absl::string_view piece : pieces) {
-    crc = Crc32c(piece.data(), piece.size(), crc);
-    partial_->bytes.append(piece.data(), piece.size());
+    crc = Crc32cCopy(bytes.data() + at, piece.data(), piece.size(), crc);
+    at += piece.size();
   }
   if (crc != chunk.crc32c()) return fail("chunk checksum mismatch");
   running_crc_ = Crc32cCombine(running_crc_, crc, size);

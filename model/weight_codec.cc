@@ -71,12 +71,13 @@ absl::StatusOr<common::WeightVersion> EncodeWeights(const TensorMap& tensors,
   }
   out.bytes.resize(total);
   size_t offset = 0;
-  for (const torch::Tensor& c : cpu) {
-    std::memcpy(out.bytes.data() + offset, c.data_ptr(), c.nbytes());
+  uint32_t crc = 0;
+  for (const torch::Tensor& c : cpu) {  // copied and checksummed in one pass
+    crc = common::Crc32cCopy(out.bytes.data() + offset, c.data_ptr(), c.nbytes(), crc);
     offset += c.nbytes();
   }
   out.manifest.set_total_bytes(total);
-  out.manifest.set_crc32c(common::Crc32c(out.bytes.data(), total));
+  out.manifest.set_crc32c(crc);
   return out;
 }
 
