@@ -794,17 +794,29 @@ absl::StatusOr<std::optional<SideBySideResult>> RunIngestion(const BenchOptions&
   int round = 0;
   // S streams at once, the groups split between them; the rate is all groups over
   // the time until the last stream has its acks.
-  auto push = [&](LearnerService::Stub* stub, const std::string& side) -> Probe {
-    return [&, stub, side]() -> absl::StatusOr<double> {
+  // Each stream on a connection of its own, as each actor has.
+  auto stubs_of = [&](int port) {
+    std::vector<std::unique_ptr<LearnerService::Stub>> stubs;
+    for (int k = 0; k < o.streams; ++k) {
+      stubs.push_back(LearnerService::NewStub(Connect(port, /*own_connection=*/true)));
+    }
+    return stubs;
+  };
+  auto ours_streams = stubs_of(ours->port()), peer_streams = stubs_of(peer->port());
+  auto push = [&](std::vector<std::unique_ptr<LearnerService::Stub>>* stubs,
+                  const std::string& side) -> Probe {
+    return [&, stubs, side]() -> absl::StatusOr<double> {
       const std::string tag = absl::StrCat(side, "-", round++);
-      if (o.streams == 1) return PushGroups(*stub, group, o.groups, o.window, tag);
+      if (o.streams == 1)
+        return PushGroups(*(*stubs)[0], group, o.groups, o.window, tag);
       std::vector<absl::StatusOr<double>> rates(o.streams, 0.0);
       std::vector<std::thread> threads;
       const absl::Time start = absl::Now();
       for (int k = 0; k < o.streams; ++k) {
         const int n = o.groups / o.streams + (k < o.groups % o.streams ? 1 : 0);
         threads.emplace_back([&, k, n] {
-          rates[k] = PushGroups(*stub, group, n, o.window, absl::StrCat(tag, "s", k));
+          rates[k] =
+              PushGroups(*(*stubs)[k], group, n, o.window, absl::StrCat(tag, "s", k));
         });
       }
       for (std::thread& t : threads) t.join();
@@ -815,8 +827,8 @@ absl::StatusOr<std::optional<SideBySideResult>> RunIngestion(const BenchOptions&
   };
   ASSIGN_OR_RETURN(
       SideBySideResult r,
-      RunSideBySide(s, WithProgress(s, "nbrl", push(ours_stub.get(), "n")),
-                    WithProgress(s, "python grpcio", push(peer_stub.get(), "p"))));
+      RunSideBySide(s, WithProgress(s, "nbrl", push(&ours_streams, "n")),
+                    WithProgress(s, "python grpcio", push(&peer_streams, "p"))));
   learner::IngestorStats stats = ours->stats();
   const uint64_t expected = static_cast<uint64_t>(o.groups) * (o.rounds + o.warmup);
   if (stats.accepted != expected) {
@@ -931,10 +943,13 @@ absl::Status Run(const BenchOptions& o) {
   }
   std::cout << "\nsummary (medians; ratio = nbrl / baseline, > 1: nbrl is faster)\n";
   if (ingest) {
+    // The same group each time, so MB/s is groups/s times its size on the wire.
+    const double mb = PreEncoded(MakeGroup(o, "bench/actor0")).ByteSizeLong() / 1e6;
     std::cout << absl::StrFormat(
-        "  ingestion  nbrl %9.1f groups/s   python grpcio %9.1f groups/s   ratio "
-        "%.2fx\n",
-        ingest->measured.median, ingest->baseline.median, ingest->ratio);
+        "  ingestion  nbrl %9.1f groups/s (%6.1f MB/s)   python grpcio %9.1f groups/s "
+        "(%6.1f MB/s)   ratio %.2fx   (%d stream(s), %.1f kB a group)\n",
+        ingest->measured.median, ingest->measured.median * mb, ingest->baseline.median,
+        ingest->baseline.median * mb, ingest->ratio, o.streams, mb * 1e3);
   }
   for (const WeightsCell& c : weights) {
     const std::string label = absl::StrFormat("%5d MiB x %2d", c.mib, c.subscribers);
