@@ -491,7 +491,8 @@ class PythonPeer {
 // heads / 2 KV heads of 64): as many decoder layers as fit in `bytes`, then the
 // final norm, and the embedding with as many vocabulary rows as fill the rest.
 // Random f32 values.
-common::WeightVersion QwenShapedVersion(uint64_t bytes, std::string* summary) {
+common::WeightVersion QwenShapedVersion(uint64_t bytes, size_t chunk_bytes,
+                                        std::string* summary) {
   constexpr int64_t kHidden = 896, kMlp = 4864, kKv = 2 * 64;
   const std::vector<std::pair<std::string, std::vector<int64_t>>> layer = {
       {"self_attn.q_proj.weight", {kHidden, kHidden}},
@@ -553,6 +554,9 @@ common::WeightVersion QwenShapedVersion(uint64_t bytes, std::string* summary) {
   }
   v.manifest.set_total_bytes(offset);
   v.manifest.set_crc32c(common::Crc32c(v.bytes.data(), v.bytes.size()));
+  // As model::EncodeWeights gives them, from the pass that writes the bytes.
+  v.chunk_crc_bytes = chunk_bytes;
+  v.chunk_crcs = common::ChunkCrcs(v, chunk_bytes);
   *summary = absl::StrFormat(
       "%.1f MB of f32 in %d tensors (Qwen2.5-0.5B shapes: %d decoder layers of "
       "hidden 896 / MLP 4864, embedding %d of %d rows)",
@@ -877,7 +881,8 @@ absl::StatusOr<WeightsCell> RunWeightsCell(const BenchOptions& o, int mib, int n
     return cell;
   }
   std::string summary;
-  const common::WeightVersion base = QwenShapedVersion(size, &summary);
+  const common::WeightVersion base =
+      QwenShapedVersion(size, static_cast<size_t>(o.chunk_kb) * 1024, &summary);
   std::cout << absl::StrFormat(
       "weights %d MiB x %d subscribers: %s, chunks of %d KiB\n", mib, n, summary,
       o.chunk_kb);

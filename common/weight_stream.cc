@@ -78,6 +78,15 @@ v1::WeightChunk ChunkHeader(const WeightVersion& v, size_t chunk_bytes, size_t i
   return chunk;
 }
 
+std::vector<uint32_t> ChunkCrcs(const WeightVersion& v, size_t chunk_bytes) {
+  std::vector<uint32_t> crcs(ChunkCount(v, chunk_bytes));
+  for (size_t i = 0; i < crcs.size(); ++i) {
+    const absl::string_view data = ChunkData(v, chunk_bytes, i);
+    crcs[i] = Crc32c(data.data(), data.size());
+  }
+  return crcs;
+}
+
 bool ForEachChunk(const WeightVersion& v, size_t chunk_bytes,
                   const std::function<bool(const v1::WeightChunk&)>& write) {
   const size_t count = ChunkCount(v, chunk_bytes);

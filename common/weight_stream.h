@@ -28,6 +28,13 @@ namespace nbrl::common {
 struct WeightVersion {
   v1::WeightManifest manifest;
   std::string bytes;  // manifest.total_bytes() long
+  // Optional, for a publisher: the CRC-32C of each chunk of `chunk_crc_bytes` data
+  // bytes (as ChunkData cuts them), computed where the bytes were written
+  // (model::EncodeWeights copies and checksums in one pass), so that the streams
+  // need not read the version once more for them. Empty: not known. Never sent;
+  // a subscriber checks every chunk against the bytes it received.
+  size_t chunk_crc_bytes = 0;
+  std::vector<uint32_t> chunk_crcs;
 };
 
 // Checks a manifest against its bytes: tensors within bounds and not overlapping,
@@ -46,6 +53,10 @@ v1::WeightChunk ChunkHeader(const WeightVersion& version, size_t chunk_bytes,
                             size_t index, uint32_t crc32c);
 absl::string_view ChunkData(const WeightVersion& version, size_t chunk_bytes,
                             size_t index);
+
+// The CRC-32C of each of `version`'s ChunkCount chunks of `chunk_bytes`, read from
+// its bytes.
+std::vector<uint32_t> ChunkCrcs(const WeightVersion& version, size_t chunk_bytes);
 
 // Calls `write` with each chunk of `version` in order (the first carries the
 // manifest, the last has `last` set), `chunk_bytes` of data each (the last may be

@@ -561,6 +561,35 @@ TEST_F(LearnerServiceTest, ChunksCarryTheVersionBytesAndChecksums) {
   EXPECT_TRUE(empty.data().empty());
 }
 
+// Chunk CRCs that come with a version for the publisher's chunk size are sent as
+// they are (the subscriber checks them against the bytes); for another size they
+// are computed from the bytes.
+TEST_F(LearnerServiceTest, ChunkChecksumsFromTheEncoderAreUsedForTheirChunkSize) {
+  Start();
+  Register();
+  auto first_crcs = [&](const common::WeightVersion& v, size_t have) {
+    publisher_->Publish(std::make_shared<common::WeightVersion>(v));
+    grpc::ClientContext ctx;
+    v1::SubscribeWeightsRequest req;
+    req.set_actor_id("actor-0");
+    req.set_have_version(have);
+    auto reader = stub_->SubscribeWeights(&ctx, req);
+    std::vector<uint32_t> crcs;
+    v1::WeightChunk c;
+    for (int i = 0; i < 3 && reader->Read(&c); ++i) crcs.push_back(c.crc32c());
+    ctx.TryCancel();
+    return crcs;
+  };
+  common::WeightVersion v = Version(3, 2500);
+  v.chunk_crc_bytes = 1000;  // the publisher's
+  v.chunk_crcs = {11, 22, 33};
+  EXPECT_EQ(first_crcs(v, 0), (std::vector<uint32_t>{11, 22, 33}));
+  v.manifest.set_version(4);
+  v.chunk_crc_bytes = 500;
+  v.chunk_crcs = {1, 2, 3, 4, 5};
+  EXPECT_EQ(first_crcs(v, 3), common::ChunkCrcs(v, 1000));
+}
+
 // The actors' raw reader (common::ReadWeightStream) assembles the same versions,
 // and a refused subscription comes back as the call's status.
 TEST_F(LearnerServiceTest, RawReaderAssemblesTheVersions) {

@@ -377,9 +377,10 @@ absl::Status Run(common::ProcessContext& ctx) {
   uint64_t version =
       std::max<uint64_t>(resume ? resume->version : 0, ReadPublishedVersion(root)) + 1;
   auto publish = [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(common::WeightVersion w,
-                     model::EncodeWeights(policy->StateDict(), version,
-                                          static_cast<uint64_t>(trainer->step())));
+    ASSIGN_OR_RETURN(
+        common::WeightVersion w,
+        model::EncodeWeights(policy->StateDict(), version,
+                             static_cast<uint64_t>(trainer->step()), wpo.chunk_bytes));
     if (rank == 0) RETURN_IF_ERROR(WritePublishedVersion(root, version));
     metrics.published_bytes.Increment(static_cast<double>(w.bytes.size()));
     publisher.Publish(std::make_shared<common::WeightVersion>(std::move(w)));

@@ -5,9 +5,11 @@
 // stream (LearnerServiceImpl's SubscribeWeights) sends the current version first,
 // then whichever version is newest when it is ready for the next one, so a slow
 // subscriber skips versions instead of holding training back or queueing them.
-// The chunks' checksums are computed once per version, by the first stream that
-// sends each chunk (not in Publish, which the trainer calls), and shared by all
-// streams; the streams send the chunks' bytes straight from the published version.
+// The chunks' checksums come with the version where its encoder computed them
+// (WeightVersion::chunk_crcs, for this chunk size); otherwise they are computed
+// once per version, by the first stream that sends each chunk (not in Publish,
+// which the trainer calls), and shared by all streams. The streams send the
+// chunks' bytes straight from the published version.
 //
 // Thread-safe.
 #ifndef NBRL_LEARNER_WEIGHT_PUBLISHER_H_
@@ -56,6 +58,7 @@ class PublishedVersion {
   const std::shared_ptr<const common::WeightVersion> version_;
   const size_t chunk_bytes_;
   const size_t count_;
+  const bool known_;  // the version's chunk_crcs are for chunk_bytes_
   std::unique_ptr<absl::once_flag[]> once_;
   std::unique_ptr<uint32_t[]> crcs_;  // crcs_[i] is set under once_[i]
 };

@@ -1,5 +1,6 @@
 #include "model/weight_codec.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -47,7 +48,11 @@ absl::StatusOr<torch::Dtype> FromWire(v1::DType d) {
 }  // namespace
 
 absl::StatusOr<common::WeightVersion> EncodeWeights(const TensorMap& tensors,
-                                                    uint64_t version, uint64_t step) {
+                                                    uint64_t version, uint64_t step,
+                                                    size_t chunk_bytes) {
+  if (chunk_bytes == 0) {
+    return absl::InvalidArgumentError("weight chunks must hold at least one byte");
+  }
   common::WeightVersion out;
   out.manifest.set_version(version);
   out.manifest.set_step(step);
@@ -70,11 +75,31 @@ absl::StatusOr<common::WeightVersion> EncodeWeights(const TensorMap& tensors,
     cpu.push_back(std::move(c));
   }
   out.bytes.resize(total);
-  size_t offset = 0;
-  uint32_t crc = 0;
-  for (const torch::Tensor& c : cpu) {  // copied and checksummed in one pass
-    crc = common::Crc32cCopy(out.bytes.data() + offset, c.data_ptr(), c.nbytes(), crc);
-    offset += c.nbytes();
+  // Copied and checksummed in one pass, chunk by chunk (a chunk may span tensors);
+  // the whole version's CRC is combined from the chunks'.
+  out.chunk_crc_bytes = chunk_bytes;
+  size_t offset = 0, in_chunk = 0;
+  uint32_t chunk_crc = 0, crc = 0;
+  for (const torch::Tensor& c : cpu) {
+    const char* src = static_cast<const char*>(c.data_ptr());
+    for (size_t left = c.nbytes(); left > 0;) {
+      const size_t take = std::min(left, chunk_bytes - in_chunk);
+      chunk_crc = common::Crc32cCopy(out.bytes.data() + offset, src, take, chunk_crc);
+      src += take;
+      offset += take;
+      left -= take;
+      in_chunk += take;
+      if (in_chunk == chunk_bytes) {
+        out.chunk_crcs.push_back(chunk_crc);
+        crc = common::Crc32cCombine(crc, chunk_crc, in_chunk);
+        chunk_crc = 0;
+        in_chunk = 0;
+      }
+    }
+  }
+  if (in_chunk > 0 || out.chunk_crcs.empty()) {  // a version of 0 bytes is one chunk
+    out.chunk_crcs.push_back(chunk_crc);
+    crc = common::Crc32cCombine(crc, chunk_crc, in_chunk);
   }
   out.manifest.set_total_bytes(total);
   out.manifest.set_crc32c(crc);

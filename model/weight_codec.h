@@ -16,9 +16,13 @@
 namespace nbrl::model {
 
 // InvalidArgument for a dtype the wire does not carry. Tensors may live on any
-// device; they are copied to the CPU.
+// device; they are copied to the CPU. The bytes are copied and checksummed in one
+// pass, which also gives the CRC-32C of each chunk of `chunk_bytes` (> 0; the
+// publisher's chunk size) in the version's chunk_crcs.
 absl::StatusOr<common::WeightVersion> EncodeWeights(const TensorMap& tensors,
-                                                    uint64_t version, uint64_t step);
+                                                    uint64_t version, uint64_t step,
+                                                    size_t chunk_bytes = size_t{1}
+                                                                         << 20);
 
 // CPU tensors, one per manifest entry. DataLoss for a manifest that does not match
 // its bytes (ValidateWeightVersion) or a tensor whose size disagrees with its shape

@@ -1,5 +1,6 @@
 #include "model/weight_codec.h"
 
+#include "common/crc32c.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -27,6 +28,33 @@ TEST(WeightCodecTest, RoundTripKeepsNamesShapesDtypesAndValues) {
     EXPECT_EQ((*out)[name].sizes(), t.sizes()) << name;
     EXPECT_TRUE(torch::equal((*out)[name], t.contiguous())) << name;
   }
+}
+
+// The chunk CRCs from the encoder's single pass are those of the bytes, for
+// chunks inside a tensor, spanning tensors and past the last one; the version's
+// CRC is combined from them.
+TEST(WeightCodecTest, ChunkCrcsFromTheCopyMatchTheBytes) {
+  torch::manual_seed(1);
+  TensorMap in;
+  in["a"] = torch::randn({37, 11});                      // 1628 bytes
+  in["b"] = torch::randn({5}).to(torch::kBFloat16);      // 10
+  in["c"] = torch::randn({300, 3}).to(torch::kFloat16);  // 1800
+  in["d"] = torch::empty({0, 4});                        // none
+  for (size_t chunk : {1, 7, 256, 1000, 1628, 1638, 3438, 4096}) {
+    auto v = EncodeWeights(in, 1, 1, chunk);
+    ASSERT_TRUE(v.ok()) << v.status();
+    EXPECT_EQ(v->chunk_crc_bytes, chunk);
+    EXPECT_EQ(v->chunk_crcs, common::ChunkCrcs(*v, chunk)) << chunk;
+    EXPECT_EQ(v->manifest.crc32c(), common::Crc32c(v->bytes.data(), v->bytes.size()))
+        << chunk;
+    EXPECT_TRUE(common::ValidateWeightVersion(*v).ok());
+  }
+  auto empty = EncodeWeights(TensorMap{}, 1, 1);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->chunk_crcs, std::vector<uint32_t>{0u});
+  EXPECT_EQ(empty->chunk_crcs, common::ChunkCrcs(*empty, size_t{1} << 20));
+  EXPECT_EQ(EncodeWeights(in, 1, 1, 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(WeightCodecTest, CorruptVersionsAreDataLoss) {
