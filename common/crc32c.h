@@ -15,9 +15,11 @@ namespace nbrl::common {
 uint32_t Crc32c(const void* data, size_t n, uint32_t crc = 0);
 
 // Copies `n` bytes from `src` to `dst` (which must not overlap) and returns their
-// CRC-32C, continuing from `crc`: one pass over the bytes where the CPU folds. Its
-// stores then bypass the caches (non-temporal), as suits a destination that is
-// large and read later: a weight version being assembled or encoded.
+// CRC-32C, continuing from `crc`: one pass over the bytes where the CPU folds.
+// Then, for pieces of 256 bytes and more, the whole 64-byte lines of `dst` are
+// written with streaming stores that bypass the caches (fenced before returning),
+// as suits a destination that is large and read later: a weight version being
+// assembled or encoded. Otherwise a memcpy, then Crc32c.
 uint32_t Crc32cCopy(void* dst, const void* src, size_t n, uint32_t crc = 0);
 
 // The CRC-32C of A followed by B, from crc_a = Crc32c(A), crc_b = Crc32c(B) and

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -105,14 +106,30 @@ struct WeightAssembler::Spare {
   std::string bytes ABSL_GUARDED_BY(mu);
 };
 
+namespace {
+
+// The memory this process may use: the machine's, or its cgroup's limit when
+// lower (a container's: cgroup v2's memory.max, v1's memory.limit_in_bytes, as
+// mounted in a container whose cgroup is the mount's root). 0 when unknown.
+uint64_t UsableMemoryBytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  uint64_t memory = pages > 0 && page > 0
+                        ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page)
+                        : 0;
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(path);
+    uint64_t limit = 0;
+    if (in >> limit && limit > 0 && (memory == 0 || limit < memory)) memory = limit;
+  }
+  return memory;
+}
+
+}  // namespace
+
 uint64_t WeightAssembler::DefaultMaxSpareBytes() {
-  static const uint64_t bytes = [] {
-    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-    const uint64_t memory = pages > 0 && page > 0 ? static_cast<uint64_t>(pages) *
-                                                        static_cast<uint64_t>(page)
-                                                  : 0;
-    return std::max<uint64_t>(uint64_t{1} << 30, memory / 8);
-  }();
+  static const uint64_t bytes =
+      std::max<uint64_t>(uint64_t{1} << 30, UsableMemoryBytes() / 8);
   return bytes;
 }
 
@@ -175,8 +192,9 @@ absl::StatusOr<std::shared_ptr<WeightVersion>> WeightAssembler::Add(
     return fail("data runs past the version's size");
   }
   // Checksum and copy each piece in one pass (a bad chunk drops the partial
-  // version, copied bytes and all). A fresh buffer grows chunk by chunk: its
-  // zero fill is of one chunk, in cache, just before the copy overwrites it.
+  // version, copied bytes and all). A fresh buffer grows chunk by chunk (the
+  // zero fill of std::string, one chunk at a time, which also takes its page
+  // faults); a recycled one is already long enough and is not filled.
   std::string& bytes = partial_->bytes;
   if (bytes.size() < next_offset_ + size) bytes.resize(next_offset_ + size);
   uint32_t crc = 0;

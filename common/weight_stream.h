@@ -75,12 +75,13 @@ bool ForEachChunk(const WeightVersion& version, size_t chunk_bytes,
 // applies each version and lets it go does not allocate and page in the whole
 // version again each time (on a 2-core VM, faulting in 2 GiB took longer than
 // receiving it). The spare buffer costs memory between versions, so only versions
-// up to `max_spare_bytes` are recycled: by default an eighth of the machine's
-// memory, at least 1 GiB (a 7B model's 15 GB stays resident on a 256 GB GPU node,
-// not on a 64 GB one).
+// up to `max_spare_bytes` are recycled: by default an eighth of the memory the
+// process may use, at least 1 GiB (a 7B model's 15 GB stays resident on a 256 GB
+// GPU node, not on a 64 GB one or in a container limited to 64 GB).
 class WeightAssembler {
  public:
-  // max(1 GiB, physical memory / 8).
+  // max(1 GiB, usable memory / 8): the machine's memory, or the cgroup's limit
+  // where lower.
   static uint64_t DefaultMaxSpareBytes();
   WeightAssembler() : WeightAssembler(DefaultMaxSpareBytes()) {}
   explicit WeightAssembler(uint64_t max_spare_bytes);

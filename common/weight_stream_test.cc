@@ -56,6 +56,9 @@ TEST(Crc32cTest, FoldingCopyingAndPlainAgreeWithTheTable) {
   for (size_t n = 0; n <= 1100; ++n) lengths.push_back(n);
   for (size_t n : {4095, 4096, 4097, 65535, 65536, 69000}) lengths.push_back(n);
   std::string copy(data.size() + 128, '\0');
+  // copy.data() + base is on a 64-byte line; the destinations below are 0, 7, 35,
+  // 48 and 57 bytes past one (the streaming stores start at the next line).
+  const size_t base = (64 - reinterpret_cast<uintptr_t>(copy.data()) % 64) % 64;
   for (size_t n : lengths) {
     for (size_t at : {0, 1, 5, 16, 63}) {
       const char* p = data.data() + at;
@@ -63,7 +66,7 @@ TEST(Crc32cTest, FoldingCopyingAndPlainAgreeWithTheTable) {
       ASSERT_EQ(Crc32c(p, n, 0xDEADBEEFu), want) << n << " from " << at;
       ASSERT_EQ(internal::Crc32cWithoutFolding(p, n, 0xDEADBEEFu), want) << n;
       std::fill(copy.begin(), copy.end(), '\x5a');
-      const size_t to = (at * 7) % 64;
+      const size_t to = base + (at * 7) % 64;
       ASSERT_EQ(Crc32cCopy(copy.data() + to, p, n, 0xDEADBEEFu), want) << n;
       ASSERT_EQ(copy.compare(to, n, p, n), 0) << "copy of " << n << " bytes";
       ASSERT_EQ(copy.find_first_not_of('\x5a', to + n), std::string::npos) << n;
@@ -214,6 +217,17 @@ TEST(WeightStreamTest, ReleasedVersionsLendTheirBufferToTheNext) {
   EXPECT_NE(third->bytes.data(), second->bytes.data());
   EXPECT_EQ(second->bytes, MakeVersion(2, 9000).bytes);
   EXPECT_EQ(third->bytes, MakeVersion(3, 9000).bytes);
+  // The spare keeps its last size: a smaller version cuts it, a larger one that
+  // fits its capacity grows it in place, and every byte is the new version's.
+  second.reset();
+  third.reset();
+  for (const auto& [number, size] :
+       std::vector<std::pair<uint64_t, size_t>>{{10, 2000}, {11, 9500}, {12, 10000}}) {
+    std::shared_ptr<WeightVersion> v = Assemble(a, MakeVersion(number, size));
+    ASSERT_NE(v, nullptr);
+    EXPECT_EQ(v->bytes.data(), first_buffer) << size;
+    EXPECT_EQ(v->bytes, MakeVersion(number, size).bytes) << size;
+  }
   // Past max_spare_bytes a released version's buffer is freed, not kept: while
   // `held` lives, `big` is released and `next` needs a buffer of its own again.
   WeightAssembler small(/*max_spare_bytes=*/4096);

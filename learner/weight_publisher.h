@@ -40,8 +40,10 @@ struct WeightPublisherOptions {
 };
 
 // A published version as every stream sends it: the version (immutable, shared)
-// cut into chunks, with each chunk's CRC-32C computed once, by the first stream
-// that needs it, and shared by the others. Thread-safe.
+// cut into chunks, with each chunk's CRC-32C taken from the version's chunk_crcs
+// when they are for this chunk size (they are trusted: the version's bytes must
+// not change after they were computed), otherwise computed once, by the first
+// stream that needs it, and shared by the others. Thread-safe.
 class PublishedVersion {
  public:
   PublishedVersion(std::shared_ptr<const common::WeightVersion> version,
