@@ -79,12 +79,14 @@ v1::WeightChunk ChunkHeader(const WeightVersion& v, size_t chunk_bytes, size_t i
   return chunk;
 }
 
+uint32_t ChunkCrc(const WeightVersion& v, size_t chunk_bytes, size_t index) {
+  const absl::string_view data = ChunkData(v, chunk_bytes, index);
+  return Crc32c(data.data(), data.size());
+}
+
 std::vector<uint32_t> ChunkCrcs(const WeightVersion& v, size_t chunk_bytes) {
   std::vector<uint32_t> crcs(ChunkCount(v, chunk_bytes));
-  for (size_t i = 0; i < crcs.size(); ++i) {
-    const absl::string_view data = ChunkData(v, chunk_bytes, i);
-    crcs[i] = Crc32c(data.data(), data.size());
-  }
+  for (size_t i = 0; i < crcs.size(); ++i) crcs[i] = ChunkCrc(v, chunk_bytes, i);
   return crcs;
 }
 
@@ -92,9 +94,8 @@ bool ForEachChunk(const WeightVersion& v, size_t chunk_bytes,
                   const std::function<bool(const v1::WeightChunk&)>& write) {
   const size_t count = ChunkCount(v, chunk_bytes);
   for (size_t i = 0; i < count; ++i) {
-    absl::string_view data = ChunkData(v, chunk_bytes, i);
-    v1::WeightChunk chunk =
-        ChunkHeader(v, chunk_bytes, i, Crc32c(data.data(), data.size()));
+    v1::WeightChunk chunk = ChunkHeader(v, chunk_bytes, i, ChunkCrc(v, chunk_bytes, i));
+    const absl::string_view data = ChunkData(v, chunk_bytes, i);
     chunk.set_data(data.data(), data.size());
     if (!write(chunk)) return false;
   }

@@ -54,8 +54,9 @@ v1::WeightChunk ChunkHeader(const WeightVersion& version, size_t chunk_bytes,
 absl::string_view ChunkData(const WeightVersion& version, size_t chunk_bytes,
                             size_t index);
 
-// The CRC-32C of each of `version`'s ChunkCount chunks of `chunk_bytes`, read from
-// its bytes.
+// The CRC-32C of chunk `index` of `version` (ChunkData's bytes), and of each of
+// its ChunkCount chunks, read from its bytes.
+uint32_t ChunkCrc(const WeightVersion& version, size_t chunk_bytes, size_t index);
 std::vector<uint32_t> ChunkCrcs(const WeightVersion& version, size_t chunk_bytes);
 
 // Calls `write` with each chunk of `version` in order (the first carries the

@@ -4,7 +4,6 @@
 
 #include "absl/base/call_once.h"
 #include "absl/time/clock.h"
-#include "common/crc32c.h"
 #include "common/metrics.h"
 #include "glog/logging.h"
 
@@ -44,15 +43,14 @@ PublishedVersion::PublishedVersion(std::shared_ptr<const common::WeightVersion> 
       count_(common::ChunkCount(*version_, chunk_bytes)),
       known_(chunk_bytes != 0 && version_->chunk_crc_bytes == chunk_bytes &&
              version_->chunk_crcs.size() == count_),
-      once_(new absl::once_flag[count_]),
-      crcs_(new uint32_t[count_]) {}
+      once_(known_ ? nullptr : new absl::once_flag[count_]),
+      crcs_(known_ ? nullptr : new uint32_t[count_]) {}
 
 uint32_t PublishedVersion::ChunkCrc(size_t index) const {
   CHECK_LT(index, count_);
   if (known_) return version_->chunk_crcs[index];
   absl::call_once(once_[index], [&] {
-    absl::string_view data = common::ChunkData(*version_, chunk_bytes_, index);
-    crcs_[index] = common::Crc32c(data.data(), data.size());
+    crcs_[index] = common::ChunkCrc(*version_, chunk_bytes_, index);
   });
   return crcs_[index];
 }

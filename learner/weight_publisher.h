@@ -62,7 +62,8 @@ class PublishedVersion {
   const size_t count_;
   const bool known_;  // the version's chunk_crcs are for chunk_bytes_
   std::unique_ptr<absl::once_flag[]> once_;
-  std::unique_ptr<uint32_t[]> crcs_;  // crcs_[i] is set under once_[i]
+  std::unique_ptr<uint32_t[]> crcs_;  // crcs_[i] is set under once_[i]; both
+                                      // null when known_
 };
 
 class WeightPublisher {
